@@ -1,0 +1,1 @@
+"""Live LTV:CAC from e-commerce event streams."""

@@ -1,0 +1,59 @@
+"""Channels by channel: ad spend events and the deltas customers and visitors send."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from schemas.events import AdSpend
+from schemas.topics import AD_SPEND
+from stream.agents.common import (
+    INTERNAL_ERRORS,
+    internal_json,
+    logical_topic,
+    publish,
+    reject,
+    source_of,
+)
+from stream.domain.channel import ChannelDelta, ChannelRecord
+from stream.domain.ingest import Rejection, validate
+from stream.domain.outcome import APPLIED, DUPLICATE, REDELIVERED, Outcome
+from stream.domain.spend import handle_ad_spend
+
+if TYPE_CHECKING:
+    from stream.app import Runtime
+
+
+def register(runtime: Runtime) -> None:
+    @runtime.app.agent(runtime.topics["channels-in"], name="channels", concurrency=1)
+    async def channels(stream: Any) -> None:
+        async for event in stream.events():
+            await handle(runtime, event.message)
+
+
+async def handle(runtime: Runtime, message: Any) -> None:
+    source = source_of(message)
+    if logical_topic(runtime, message.topic) == AD_SPEND.name:
+        event = validate(AD_SPEND, message.key, message.value)
+        if isinstance(event, Rejection):
+            return await reject(runtime, message, event)
+        assert isinstance(event, AdSpend)
+        record = _load(runtime, event.channel)
+        outcome = handle_ad_spend(record, event, source, runtime.settings.reporting_currency)
+    else:
+        update = internal_json(message)
+        if isinstance(update, Rejection):
+            return await reject(runtime, message, update)
+        try:
+            delta = ChannelDelta.from_json(update)
+        except INTERNAL_ERRORS as error:
+            return await reject(runtime, message, Rejection("invalid_internal", repr(error)))
+        record = _load(runtime, delta.channel)
+        outcome = Outcome(APPLIED if record.apply(delta) else REDELIVERED)
+    if outcome.status in (APPLIED, DUPLICATE):
+        runtime.channels[record.channel] = record.to_json()
+    await publish(runtime, message, outcome)
+
+
+def _load(runtime: Runtime, channel: str) -> ChannelRecord:
+    stored = runtime.channels.get(channel)
+    return ChannelRecord(channel) if stored is None else ChannelRecord.from_json(stored)

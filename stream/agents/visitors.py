@@ -1,0 +1,75 @@
+"""Visitors by visitor_id: touches (clicks, referrals), identities and conversions."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from schemas.events import AdClick, Identify, Referral
+from schemas.topics import AD_CLICKS, IDENTITIES, REFERRALS
+from stream.agents.common import (
+    INTERNAL_ERRORS,
+    internal_json,
+    logical_topic,
+    publish,
+    reject,
+    source_of,
+)
+from stream.domain.ingest import Rejection, validate
+from stream.domain.outcome import APPLIED, DUPLICATE, Outcome
+from stream.domain.visitor import (
+    VisitorRecord,
+    handle_conversion,
+    handle_identify,
+    handle_touch,
+)
+
+if TYPE_CHECKING:
+    from stream.app import Runtime
+
+CONTRACTS = {contract.name: contract for contract in (AD_CLICKS, REFERRALS, IDENTITIES)}
+
+
+def register(runtime: Runtime) -> None:
+    @runtime.app.agent(runtime.topics["visitors-in"], name="visitors", concurrency=1)
+    async def visitors(stream: Any) -> None:
+        async for event in stream.events():
+            await handle(runtime, event.message)
+
+
+async def handle(runtime: Runtime, message: Any) -> None:
+    source = source_of(message)
+    contract = CONTRACTS.get(logical_topic(runtime, message.topic))
+    outcome: Outcome
+    if contract is not None:
+        event = validate(contract, message.key, message.value)
+        if isinstance(event, Rejection):
+            return await reject(runtime, message, event)
+        if isinstance(event, AdClick | Referral):
+            visitor_id = (
+                event.visitor_id if isinstance(event, AdClick) else event.referred_visitor_id
+            )
+            record = _load(runtime, visitor_id)
+            outcome = handle_touch(record, event, source, runtime.visitor_rules)
+        else:
+            assert isinstance(event, Identify)
+            record = _load(runtime, event.visitor_id)
+            outcome = handle_identify(record, event, source)
+    else:
+        update = internal_json(message)
+        if isinstance(update, Rejection):
+            return await reject(runtime, message, update)
+        try:
+            record = _load(runtime, update["visitor_id"])
+            outcome = handle_conversion(
+                record, update["customer_id"], update["converted_at"], source, runtime.visitor_rules
+            )
+        except INTERNAL_ERRORS as error:
+            return await reject(runtime, message, Rejection("invalid_internal", repr(error)))
+    if outcome.status in (APPLIED, DUPLICATE):
+        runtime.visitors[record.visitor_id] = record.to_json()
+    await publish(runtime, message, outcome)
+
+
+def _load(runtime: Runtime, visitor_id: str) -> VisitorRecord:
+    stored = runtime.visitors.get(visitor_id)
+    return VisitorRecord(visitor_id) if stored is None else VisitorRecord.from_json(stored)

@@ -1,0 +1,96 @@
+"""One settings object. Every setting is an environment variable ``LTVCAC_<NAME>``.
+
+The README's settings table documents each one; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+WindowName = Literal["7d", "30d", "90d", "365d", "lifetime"]
+LtvMethod = Literal["historical", "formula"]
+DEFAULT_WINDOWS: tuple[WindowName, ...] = ("30d", "90d", "lifetime")
+DEFAULT_METHODS: tuple[LtvMethod, ...] = ("historical", "formula")
+
+
+class Settings(BaseSettings):
+    """Worker settings, read from ``LTVCAC_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="LTVCAC_", frozen=True, extra="ignore")
+
+    # Connections
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Kafka bootstrap servers, comma separated."
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security protocol."
+    )
+    kafka_sasl_mechanism: str | None = Field(
+        None, description="SASL mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)."
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user name.")
+    kafka_sasl_password: str | None = Field(None, description="SASL password.")
+    kafka_ssl_cafile: str | None = Field(None, description="CA bundle for TLS to Kafka.")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL for projections.")
+    redis_key_prefix: str = Field("ltvcac:", description="Prefix of every Redis key written.")
+
+    # Worker
+    app_id: str = Field("ltvcac", description="Faust application id (consumer group, changelogs).")
+    topic_prefix: str = Field("", description="Prefix added to every topic name.")
+    topic_partitions: int = Field(
+        8, ge=1, description="Partitions of every topic; all topics must have this count."
+    )
+    store: str = Field("memory://", description="Faust table store: memory:// or rocksdb://.")
+    data_dir: str = Field(".ltvcac-data", description="Directory for the table store.")
+    web_host: str = Field("127.0.0.1", description="Address the HTTP server (/metrics) binds.")
+    web_port: int = Field(6066, ge=1, le=65535, description="Port of the HTTP server.")
+    session_timeout_seconds: float = Field(
+        30.0, gt=0, description="Consumer group session timeout."
+    )
+    projection_interval_seconds: float = Field(
+        0.5, gt=0, description="How often changed state is written to Redis."
+    )
+    log_level: str = Field("info", description="Log level: debug, info, warning, error.")
+
+    # Metric definitions
+    reporting_currency: str = Field(
+        "USD", pattern=r"^[A-Z]{3}$", description="Currency of all reported money."
+    )
+    default_margin: Decimal = Field(
+        Decimal("0.30"),
+        ge=0,
+        le=1,
+        description="Gross margin assumed for a purchase without cost_of_goods or margin.",
+    )
+    attribution_lookback_days: int = Field(
+        30, ge=1, le=365, description="Touches older than this before the purchase do not count."
+    )
+    allowed_lateness_seconds: int = Field(
+        3600,
+        ge=0,
+        description="Event-time lateness tolerated; windows end this far behind the newest event.",
+    )
+    windows: list[WindowName] = Field(
+        default_factory=lambda: list(DEFAULT_WINDOWS),
+        description="Event-time windows exported, JSON list.",
+    )
+    ltv_methods: list[LtvMethod] = Field(
+        default_factory=lambda: list(DEFAULT_METHODS),
+        description="LTV methods exported, JSON list.",
+    )
+    expected_lifetime_years: Decimal = Field(
+        Decimal(3), gt=0, description="Customer lifetime assumed by the formula LTV."
+    )
+    yearly_retention_cost: Decimal = Field(
+        Decimal(0), ge=0, description="Yearly cost of keeping a customer, formula LTV."
+    )
+    min_tenure_days: int = Field(
+        30,
+        ge=1,
+        le=365,
+        description="Each customer counts as observed at least this long in purchase rates.",
+    )

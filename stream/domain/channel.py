@@ -1,0 +1,131 @@
+"""Per-channel state: daily event-time buckets fed by deltas, applied exactly once.
+
+Every delta names its source (topic, partition, offset, seq). Deltas from one
+source partition arrive in order, so a high-water mark per source partition is
+enough to ignore redelivered ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+ALL_CHANNELS = "all"
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a change came from; ``seq`` orders several outputs of one source event."""
+
+    topic: str
+    partition: int
+    offset: int
+    seq: int = 0
+
+    @property
+    def stream(self) -> str:
+        return f"{self.topic}:{self.partition}"
+
+    @property
+    def position(self) -> tuple[int, int]:
+        return (self.offset, self.seq)
+
+
+@dataclass
+class Bucket:
+    """One day of one channel. Weighted fields are in millionths of a customer/order/cent."""
+
+    spend_cents: int = 0
+    customers: int = 0
+    gross_profit: int = 0
+    orders: int = 0
+
+    def add(self, other: Bucket) -> None:
+        self.spend_cents += other.spend_cents
+        self.customers += other.customers
+        self.gross_profit += other.gross_profit
+        self.orders += other.orders
+
+    def to_list(self) -> list[int]:
+        return [self.spend_cents, self.customers, self.gross_profit, self.orders]
+
+    @classmethod
+    def from_list(cls, values: list[int]) -> Bucket:
+        return cls(*values)
+
+
+@dataclass(frozen=True)
+class ChannelDelta:
+    """A change to one channel's buckets caused by one source event."""
+
+    channel: str
+    source: Source
+    occurred_at: int
+    buckets: dict[int, Bucket]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "channel": self.channel,
+            "source": [
+                self.source.topic,
+                self.source.partition,
+                self.source.offset,
+                self.source.seq,
+            ],
+            "occurred_at": self.occurred_at,
+            "buckets": {str(day): bucket.to_list() for day, bucket in self.buckets.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ChannelDelta:
+        topic, partition, offset, seq = data["source"]
+        return cls(
+            channel=data["channel"],
+            source=Source(topic, partition, offset, seq),
+            occurred_at=data["occurred_at"],
+            buckets={int(day): Bucket.from_list(v) for day, v in data["buckets"].items()},
+        )
+
+
+@dataclass
+class ChannelRecord:
+    """Everything known about one acquisition channel (or ``all`` of them)."""
+
+    channel: str
+    buckets: dict[int, Bucket] = field(default_factory=dict)
+    applied: dict[str, tuple[int, int]] = field(default_factory=dict)
+    watermark: int = 0  # largest event time applied, seconds since the epoch
+    spend_event_ids: dict[str, int] = field(default_factory=dict)  # id -> offset
+
+    def seen(self, source: Source) -> bool:
+        last = self.applied.get(source.stream)
+        return last is not None and source.position <= last
+
+    def apply(self, delta: ChannelDelta) -> bool:
+        """Add a delta unless its source position was applied already; True if applied."""
+        if self.seen(delta.source):
+            return False
+        self.applied[delta.source.stream] = delta.source.position
+        for day, change in delta.buckets.items():
+            self.buckets.setdefault(day, Bucket()).add(change)
+        self.watermark = max(self.watermark, delta.occurred_at)
+        return True
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "channel": self.channel,
+            "buckets": {str(day): bucket.to_list() for day, bucket in self.buckets.items()},
+            "applied": {stream: list(pos) for stream, pos in self.applied.items()},
+            "watermark": self.watermark,
+            "spend_event_ids": self.spend_event_ids,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ChannelRecord:
+        return cls(
+            channel=data["channel"],
+            buckets={int(day): Bucket.from_list(v) for day, v in data["buckets"].items()},
+            applied={stream: (pos[0], pos[1]) for stream, pos in data["applied"].items()},
+            watermark=data["watermark"],
+            spend_event_ids=dict(data["spend_event_ids"]),
+        )

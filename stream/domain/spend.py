@@ -1,0 +1,40 @@
+"""Ad spend events: money spent on a channel over a period, spread evenly over its days."""
+
+from __future__ import annotations
+
+from schemas.events import AdSpend
+from stream.domain.channel import ALL_CHANNELS, ChannelRecord, Source
+from stream.domain.money import split_evenly, to_cents
+from stream.domain.outcome import APPLIED, DUPLICATE, REDELIVERED, Outcome, spend_deltas
+from stream.domain.timeline import day_of_date, epoch_seconds
+
+
+def spread_over_days(event: AdSpend) -> dict[int, int]:
+    """Cents per day of the period; earlier days take the odd cents."""
+    first = day_of_date(event.period_start)
+    days = day_of_date(event.period_end) - first + 1
+    return {first + i: cents for i, cents in enumerate(split_evenly(to_cents(event.amount), days))}
+
+
+def handle_ad_spend(
+    record: ChannelRecord, event: AdSpend, source: Source, reporting_currency: str
+) -> Outcome:
+    """Apply spend to the channel's own record; the returned delta carries it to ``all``."""
+    if event.currency != reporting_currency:
+        return Outcome.rejected(
+            "unsupported_currency",
+            f"currency {event.currency} is not the reporting currency {reporting_currency}",
+        )
+    own, to_all = spend_deltas(
+        event.channel, source, epoch_seconds(event.occurred_at), spread_over_days(event)
+    )
+    assert to_all.channel == ALL_CHANNELS
+    if record.seen(source):
+        applied_here = record.spend_event_ids.get(event.event_id) == source.offset
+        return Outcome(REDELIVERED, [to_all] if applied_here else [])
+    if event.event_id in record.spend_event_ids:
+        record.applied[source.stream] = source.position
+        return Outcome(DUPLICATE)
+    record.apply(own)
+    record.spend_event_ids[event.event_id] = source.offset
+    return Outcome(APPLIED, [to_all])

@@ -1,0 +1,55 @@
+"""Topic set-up: every topic the worker reads or writes exists with the configured partitions.
+
+Co-partitioning is what lets each agent read its table without a repartition, so a
+topic with another partition count is a configuration error, reported clearly.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from schemas.topics import DEAD_LETTERS, SOURCE_TOPICS
+from stream.config import Settings
+from stream.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
+INTERNAL_TOPIC_NAMES = (
+    "ltvcac-visitor-updates",
+    "ltvcac-customer-updates",
+    "ltvcac-channel-deltas",
+)
+
+
+def topic_names(settings: Settings) -> list[str]:
+    """Physical names of all topics the worker uses, except Faust's changelogs."""
+    names = [c.name for c in SOURCE_TOPICS] + [DEAD_LETTERS, *INTERNAL_TOPIC_NAMES]
+    return [settings.topic_prefix + name for name in names]
+
+
+async def ensure_topics(settings: Settings) -> None:
+    """Create missing topics; fail on an existing topic with another partition count."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        wanted = topic_names(settings)
+        existing = set(await admin.list_topics())
+        missing = [name for name in wanted if name not in existing]
+        if missing:
+            log.info("creating topics names=%s partitions=%d", missing, settings.topic_partitions)
+            await admin.create_topics(
+                [NewTopic(name, settings.topic_partitions, 1) for name in missing]
+            )
+        present = [name for name in wanted if name in existing]
+        if present:
+            for description in await admin.describe_topics(present):
+                count = len(description["partitions"])
+                if count != settings.topic_partitions:
+                    raise ConfigurationError(
+                        f"topic {description['topic']} has {count} partitions, but "
+                        f"LTVCAC_TOPIC_PARTITIONS={settings.topic_partitions}; all topics "
+                        "must have the same partition count"
+                    )
+    finally:
+        await admin.close()

@@ -1,0 +1,1 @@
+"""Projections of state for readers: Redis hashes and HTTP views."""
