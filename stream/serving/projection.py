@@ -32,7 +32,7 @@ RedisHash = dict[Any, str]  # field -> value; redis-py types its keys loosely
 
 
 def _money(cents: int) -> str:
-    return str(Decimal(cents) / 100)
+    return f"{Decimal(cents) / 100:.2f}"
 
 
 def _time(seconds: int | None) -> str:

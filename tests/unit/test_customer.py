@@ -1,0 +1,160 @@
+"""Customer records: acquisition, purchases, refunds, duplicates and redelivery."""
+
+import datetime as dt
+import json
+from decimal import Decimal
+
+from schemas.events import Purchase, Refund
+from stream.domain.channel import Bucket, ChannelDelta, Source
+from stream.domain.customer import (
+    CustomerRecord,
+    CustomerRules,
+    handle_attribution,
+    handle_link,
+    handle_purchase,
+    handle_refund,
+)
+from stream.domain.outcome import APPLIED, DUPLICATE, REDELIVERED, REJECTED
+from stream.domain.timeline import day_of_date
+from tests.unit.events import event
+
+RULES = CustomerRules("USD", Decimal("0.30"))
+M = 1_000_000  # weight scale: one whole customer/order/cent
+DAY1 = day_of_date(dt.date(2026, 3, 1))
+
+
+def purchase(order: str, amount: str, day: int = 1, **extra: object) -> Purchase:
+    p: Purchase = event(
+        "purchase",
+        f"2026-03-{day:02d}T10:00:00Z",
+        customer_id="c1",
+        order_id=order,
+        amount=amount,
+        currency="USD",
+        **extra,
+    )
+    return p
+
+
+def src(offset: int, topic: str = "purchases") -> Source:
+    return Source(topic, 0, offset)
+
+
+def by_channel(deltas: list[ChannelDelta]) -> dict[str, dict[int, Bucket]]:
+    return {d.channel: d.buckets for d in deltas}
+
+
+def test_first_purchase_without_visitor_is_a_direct_acquisition() -> None:
+    record = CustomerRecord("c1")
+    outcome = handle_purchase(record, purchase("o1", "100.00", cost_of_goods="40"), src(5), RULES)
+    assert outcome.status == APPLIED
+    expected = {DAY1: Bucket(customers=M, gross_profit=6000 * M, orders=M)}
+    assert by_channel(outcome.deltas) == {"direct": expected, "all": expected}
+    assert (record.revenue_cents, record.gross_profit_cents, record.orders) == (10000, 6000, 1)
+
+
+def test_first_purchase_with_visitor_asks_for_attribution_and_waits() -> None:
+    record = CustomerRecord("c1")
+    outcome = handle_purchase(record, purchase("o1", "100.00", visitor_id="v1"), src(5), RULES)
+    assert outcome.deltas == []
+    [message] = outcome.messages
+    assert (message.topic, message.key) == ("visitor-updates", "v1")
+    assert message.value["customer_id"] == "c1"
+    # a second purchase before the attribution returns also waits
+    second = handle_purchase(record, purchase("o2", "50.00", day=2, margin="0.5"), src(6), RULES)
+    assert (second.deltas, second.messages) == ([], [])
+    assert record.pending == {DAY1: (3000, 1), DAY1 + 1: (2500, 1)}
+
+
+def test_attribution_sends_acquisition_and_backlog_split_by_weight() -> None:
+    record = CustomerRecord("c1")
+    handle_purchase(record, purchase("o1", "100.00", visitor_id="v1"), src(5), RULES)
+    handle_purchase(record, purchase("o2", "50.00", day=2, margin="0.5"), src(6), RULES)
+    weights = {"search": 750_000, "social": 250_000}
+    outcome = handle_attribution(record, weights, src(0, "customer-updates"))
+    assert outcome.status == APPLIED
+    deltas = by_channel(outcome.deltas)
+    # search: 3/4 customer, 3/4 of 30.00 on day 1 and 3/4 of 25.00 on day 2
+    assert deltas["search"] == {
+        DAY1: Bucket(customers=750_000, gross_profit=3000 * 750_000, orders=750_000),
+        DAY1 + 1: Bucket(gross_profit=2500 * 750_000, orders=750_000),
+    }
+    assert deltas["all"][DAY1] == Bucket(customers=M, gross_profit=3000 * M, orders=M)
+    # later purchases send their own deltas
+    third = handle_purchase(record, purchase("o3", "10.00", day=3), src(7), RULES)
+    assert by_channel(third.deltas)["social"] == {
+        DAY1 + 2: Bucket(gross_profit=300 * 250_000, orders=250_000)
+    }
+
+
+def test_duplicate_order_changes_nothing() -> None:
+    record = CustomerRecord("c1")
+    handle_purchase(record, purchase("o1", "100.00"), src(5), RULES)
+    again = handle_purchase(record, purchase("o1", "100.00"), src(9), RULES)
+    assert again.status == DUPLICATE and again.deltas == []
+    assert (record.revenue_cents, record.orders) == (10000, 1)
+
+
+def test_redelivered_purchase_is_not_applied_but_its_deltas_are_sent_again() -> None:
+    record = CustomerRecord("c1")
+    first = handle_purchase(record, purchase("o1", "100.00"), src(5), RULES)
+    handle_purchase(record, purchase("o2", "20.00", day=2), src(6), RULES)
+    replay = handle_purchase(record, purchase("o1", "100.00"), src(5), RULES)
+    assert replay.status == REDELIVERED
+    assert replay.deltas == first.deltas
+    assert record.orders == 2
+
+
+def test_refund_takes_back_revenue_and_the_orders_share_of_profit() -> None:
+    record = CustomerRecord("c1")
+    handle_purchase(record, purchase("o1", "100.00", cost_of_goods="40"), src(5), RULES)
+    refund: Refund = event(
+        "refund",
+        "2026-03-02T10:00:00Z",
+        customer_id="c1",
+        order_id="o1",
+        amount="20",
+        currency="USD",
+    )
+    outcome = handle_refund(record, refund, src(6), RULES)
+    assert outcome.status == APPLIED
+    assert (record.revenue_cents, record.gross_profit_cents, record.refunds) == (8000, 4800, 1)
+    assert by_channel(outcome.deltas)["direct"] == {DAY1 + 1: Bucket(gross_profit=-1200 * M)}
+    assert handle_refund(record, refund, src(7), RULES).status == DUPLICATE
+
+
+def test_refund_of_unknown_order_or_more_than_paid_is_rejected() -> None:
+    record = CustomerRecord("c1")
+    handle_purchase(record, purchase("o1", "10.00"), src(5), RULES)
+    unknown = event("refund", customer_id="c1", order_id="nope", amount="1", currency="USD")
+    assert handle_refund(record, unknown, src(6), RULES).reason == "unknown_order"
+    too_much = event("refund", customer_id="c1", order_id="o1", amount="10.01", currency="USD")
+    outcome = handle_refund(record, too_much, src(7), RULES)
+    assert (outcome.status, outcome.reason) == (REJECTED, "refund_exceeds_order")
+    assert record.revenue_cents == 1000
+
+
+def test_other_currency_is_rejected_not_converted_one_to_one() -> None:
+    record = CustomerRecord("c1")
+    outcome = handle_purchase(
+        record,
+        event("purchase", customer_id="c1", order_id="o1", amount="5", currency="EUR"),
+        src(1),
+        RULES,
+    )
+    assert (outcome.status, outcome.reason) == (REJECTED, "unsupported_currency")
+    assert record.orders == 0
+
+
+def test_linked_visitor_is_used_for_attribution() -> None:
+    record = CustomerRecord("c1")
+    handle_link(record, "v9", src(0, "customer-updates"))
+    outcome = handle_purchase(record, purchase("o1", "10.00"), src(1), RULES)
+    assert outcome.messages[0].key == "v9"
+
+
+def test_record_survives_a_json_round_trip() -> None:
+    record = CustomerRecord("c1")
+    handle_purchase(record, purchase("o1", "100.00", visitor_id="v1"), src(5), RULES)
+    handle_attribution(record, {"search": M}, src(0, "customer-updates"))
+    assert CustomerRecord.from_json(json.loads(json.dumps(record.to_json()))) == record

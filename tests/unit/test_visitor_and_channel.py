@@ -1,0 +1,143 @@
+"""Visitors (touches, conversions) and channel records (deltas, spend), by hand."""
+
+import datetime as dt
+import json
+
+from schemas.events import AdSpend
+from stream.domain.channel import Bucket, ChannelDelta, ChannelRecord, Source
+from stream.domain.outcome import APPLIED, DUPLICATE, REDELIVERED
+from stream.domain.spend import handle_ad_spend, spread_over_days
+from stream.domain.timeline import day_of_date
+from stream.domain.visitor import (
+    VisitorRecord,
+    VisitorRules,
+    handle_conversion,
+    handle_identify,
+    handle_touch,
+)
+from tests.unit.events import event
+
+RULES = VisitorRules("USD", 30)
+DAY1 = day_of_date(dt.date(2026, 3, 1))
+T = int(dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC).timestamp())
+
+
+def click(channel: str, hour: int, cost: str = "1.25", **extra: object) -> object:
+    return event(
+        "ad_click",
+        f"2026-03-01T{hour:02d}:00:00Z",
+        visitor_id="v1",
+        channel=channel,
+        cost=cost,
+        currency="USD",
+        **extra,
+    )
+
+
+def test_click_cost_is_spend_of_its_channel_and_of_all() -> None:
+    record = VisitorRecord("v1")
+    outcome = handle_touch(record, click("search", 9), Source("ad-clicks", 0, 3), RULES)  # type: ignore[arg-type]
+    assert outcome.status == APPLIED
+    assert {d.channel: d.buckets for d in outcome.deltas} == {
+        "search": {DAY1: Bucket(spend_cents=125)},
+        "all": {DAY1: Bucket(spend_cents=125)},
+    }
+
+
+def test_duplicate_click_and_redelivered_click() -> None:
+    record = VisitorRecord("v1")
+    first = click("search", 9, event_id="k1")
+    sent = handle_touch(record, first, Source("ad-clicks", 0, 3), RULES)  # type: ignore[arg-type]
+    dup = handle_touch(record, first, Source("ad-clicks", 0, 4), RULES)  # type: ignore[arg-type]
+    assert (dup.status, dup.deltas) == (DUPLICATE, [])
+    again = handle_touch(record, first, Source("ad-clicks", 0, 3), RULES)  # type: ignore[arg-type]
+    assert (again.status, again.deltas) == (REDELIVERED, sent.deltas)
+    assert len(record.touches) == 1
+
+
+def test_conversion_attributes_to_the_last_touch_and_answers_repeats_identically() -> None:
+    record = VisitorRecord("v1")
+    handle_touch(record, click("search", 8), Source("ad-clicks", 0, 1), RULES)  # type: ignore[arg-type]
+    handle_touch(record, click("social", 10), Source("ad-clicks", 0, 2), RULES)  # type: ignore[arg-type]
+    handle_touch(record, click("display", 14), Source("ad-clicks", 0, 3), RULES)  # after purchase
+    outcome = handle_conversion(record, "c1", T, Source("visitor-updates", 0, 0), RULES)
+    [message] = outcome.messages
+    assert message.value == {
+        "type": "attribution",
+        "customer_id": "c1",
+        "weights": {"social": 1_000_000},
+    }
+    repeat = handle_conversion(record, "c1", T, Source("visitor-updates", 0, 1), RULES)
+    assert (repeat.status, repeat.messages) == (DUPLICATE, outcome.messages)
+
+
+def test_identify_links_the_visitor_to_the_customer() -> None:
+    record = VisitorRecord("v1")
+    ident = event("identify", visitor_id="v1", customer_id="c7")
+    outcome = handle_identify(record, ident, Source("identities", 0, 0))
+    assert outcome.messages[0].value == {"type": "link", "customer_id": "c7", "visitor_id": "v1"}
+    assert outcome.messages[0].key == "c7"
+
+
+def test_visitor_survives_a_json_round_trip() -> None:
+    record = VisitorRecord("v1")
+    handle_touch(record, click("search", 8), Source("ad-clicks", 0, 1), RULES)  # type: ignore[arg-type]
+    handle_conversion(record, "c1", T, Source("visitor-updates", 0, 0), RULES)
+    assert VisitorRecord.from_json(json.loads(json.dumps(record.to_json()))) == record
+
+
+def test_channel_applies_each_source_position_once() -> None:
+    record = ChannelRecord("search")
+    delta = ChannelDelta("search", Source("purchases", 2, 10), T, {DAY1: Bucket(orders=5)})
+    assert record.apply(delta) is True
+    assert record.apply(delta) is False  # redelivered
+    older = ChannelDelta("search", Source("purchases", 2, 9), T, {DAY1: Bucket(orders=5)})
+    assert record.apply(older) is False
+    other_partition = ChannelDelta("search", Source("purchases", 3, 1), T, {DAY1: Bucket(orders=1)})
+    assert record.apply(other_partition) is True
+    second_output = ChannelDelta(
+        "search", Source("purchases", 2, 10, 1), T, {DAY1: Bucket(orders=1)}
+    )
+    assert record.apply(second_output) is True
+    assert record.buckets == {DAY1: Bucket(orders=7)}
+    assert record.watermark == T
+    assert ChannelRecord.from_json(json.loads(json.dumps(record.to_json()))) == record
+
+
+def spend(amount: str, start: str, end: str, event_id: str = "s1") -> AdSpend:
+    s: AdSpend = event(
+        "ad_spend",
+        event_id=event_id,
+        channel="search",
+        amount=amount,
+        currency="USD",
+        category="agency",
+        period_start=start,
+        period_end=end,
+    )
+    return s
+
+
+def test_spend_is_spread_over_the_days_of_its_period() -> None:
+    assert spread_over_days(spend("70.00", "2026-03-01", "2026-03-07")) == {
+        DAY1 + i: 1000 for i in range(7)
+    }
+    assert spread_over_days(spend("0.10", "2026-03-01", "2026-03-03")) == {
+        DAY1: 4,
+        DAY1 + 1: 3,
+        DAY1 + 2: 3,
+    }
+
+
+def test_ad_spend_applies_once_and_forwards_to_all() -> None:
+    record = ChannelRecord("search")
+    ev = spend("30.00", "2026-03-01", "2026-03-03")
+    outcome = handle_ad_spend(record, ev, Source("ad-spend", 0, 4), "USD")
+    assert outcome.status == APPLIED
+    [to_all] = outcome.deltas
+    assert to_all.channel == "all"
+    assert record.buckets == {DAY1 + i: Bucket(spend_cents=1000) for i in range(3)}
+    assert handle_ad_spend(record, ev, Source("ad-spend", 0, 5), "USD").status == DUPLICATE
+    redelivered = handle_ad_spend(record, ev, Source("ad-spend", 0, 4), "USD")
+    assert (redelivered.status, redelivered.deltas) == (REDELIVERED, [to_all])
+    assert sum(b.spend_cents for b in record.buckets.values()) == 3000
