@@ -1,0 +1,126 @@
+"""One embedded broker and Redis per session; a fresh worker, topics and keys per test."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from stream.devstack import DevStack, StackEndpoints, free_port
+from stream.worker_process import WorkerProcess
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[StackEndpoints]:
+    redis_url = os.environ.get("LTVCAC_REDIS_URL") or os.environ.get("REDIS_URL")
+    with DevStack(redis_url=redis_url) as endpoints:
+        yield endpoints
+
+
+class Deployment:
+    """A worker with its own topics (``prefix``), consumer group and Redis keys."""
+
+    def __init__(self, stack: StackEndpoints, tmp_path: Path) -> None:
+        run = uuid.uuid4().hex[:8]
+        self.stack = stack
+        self.prefix = f"t{run}."
+        self.redis_prefix = f"test-{run}:"
+        self.env = {
+            "LTVCAC_KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap,
+            "LTVCAC_REDIS_URL": stack.redis_url,
+            "LTVCAC_REDIS_KEY_PREFIX": self.redis_prefix,
+            "LTVCAC_TOPIC_PREFIX": self.prefix,
+            "LTVCAC_TOPIC_PARTITIONS": "2",
+            "LTVCAC_APP_ID": f"ltvcac-test-{run}",
+            "LTVCAC_WEB_PORT": str(free_port()),
+            "LTVCAC_SESSION_TIMEOUT_SECONDS": "6",
+            "LTVCAC_PROJECTION_INTERVAL_SECONDS": "0.2",
+        }
+        self.worker = WorkerProcess(self.env, tmp_path / "worker.log")
+        self.redis = redis.Redis.from_url(stack.redis_url, decode_responses=True)
+
+    async def publish(self, messages: list[tuple[str, str | None, bytes]]) -> None:
+        """Send (topic, key, value) in order with a real Kafka client, as a shop would."""
+        producer = AIOKafkaProducer(bootstrap_servers=self.stack.kafka_bootstrap)
+        await producer.start()
+        try:
+            for topic, key, value in messages:
+                await producer.send(
+                    self.prefix + topic, value=value, key=None if key is None else key.encode()
+                )
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    async def read_topic(self, topic: str, count: int, timeout: float = 60.0) -> list[Any]:
+        """The first ``count`` messages of a topic (all partitions)."""
+        consumer = AIOKafkaConsumer(
+            self.prefix + topic,
+            bootstrap_servers=self.stack.kafka_bootstrap,
+            auto_offset_reset="earliest",
+            group_id=None,
+        )
+        await consumer.start()
+        found: list[Any] = []
+        try:
+            deadline = time.monotonic() + timeout
+            while len(found) < count and time.monotonic() < deadline:
+                batches = await consumer.getmany(timeout_ms=500)
+                for records in batches.values():
+                    found.extend(records)
+        finally:
+            await consumer.stop()
+        return found
+
+    def redis_hash(self, key: str) -> dict[str, str]:
+        return self.redis.hgetall(self.redis_prefix + key)  # type: ignore[return-value]
+
+    def gauges(self, name: str) -> dict[frozenset[tuple[str, str]], float]:
+        return {labels: v for (n, labels), v in self.worker.samples().items() if n == name}
+
+    def cleanup(self) -> None:
+        self.worker.stop()
+        keys = list(self.redis.scan_iter(match=self.redis_prefix + "*"))
+        if keys:
+            self.redis.delete(*keys)
+        self.redis.close()
+
+
+@pytest.fixture
+async def deployment(stack: StackEndpoints, tmp_path: Path) -> AsyncIterator[Deployment]:
+    deployed = Deployment(stack, tmp_path)
+    await asyncio.to_thread(deployed.worker.start)
+    try:
+        yield deployed
+    finally:
+        await asyncio.to_thread(deployed.cleanup)
+
+
+async def wait_until(
+    check: Callable[[], bool], timeout: float = 60.0, what: str = "condition"
+) -> None:
+    """Poll ``check`` until it holds; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if await asyncio.to_thread(check):
+                return
+        except OSError:
+            pass  # the worker's web server may be restarting
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.25)  # poll interval, not synchronisation
+
+
+def encode(event: dict[str, Any]) -> bytes:
+    return json.dumps(event).encode()

@@ -1,0 +1,169 @@
+"""Events published by a Kafka client reach the gauges and Redis with exact values."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from stream.worker_process import label_set
+from tests.integration.conftest import Deployment, encode, wait_until
+from tests.integration.scenario import (
+    EXPECTED,
+    MESSAGES,
+    SEARCH_FORMULA_LTV,
+    SEARCH_PAYBACK_MONTHS,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def settled(deployment: Deployment) -> bool:
+    """All of the scenario has reached the blended channel."""
+    spend = deployment.gauges("ltvcac_spend")
+    ltv = deployment.gauges("ltvcac_lifetime_value")
+    customers = deployment.gauges("ltvcac_new_customers")
+    return (
+        spend.get(label_set(channel="all", window="lifetime")) == 80.5
+        and customers.get(label_set(channel="all", window="lifetime")) == 4.0
+        and ltv.get(label_set(channel="all", method="historical")) == 25.0
+    )
+
+
+def assert_scenario_figures(deployment: Deployment) -> None:
+    samples = deployment.worker.samples()
+
+    def gauge(name: str, **labels: str) -> float | None:
+        return samples.get((name, label_set(**labels)))
+
+    for channel, (spend, customers, ltv) in EXPECTED.items():
+        cac = spend / customers
+        assert gauge(
+            "ltvcac_lifetime_value", channel=channel, method="historical"
+        ) == pytest.approx(ltv)
+        for window in ("30d", "90d", "lifetime"):
+            assert gauge("ltvcac_spend", channel=channel, window=window) == pytest.approx(spend)
+            assert gauge("ltvcac_new_customers", channel=channel, window=window) == customers
+            assert gauge(
+                "ltvcac_customer_acquisition_cost", channel=channel, window=window
+            ) == pytest.approx(cac)
+            ratio = gauge(
+                "ltvcac_ltv_cac_ratio", channel=channel, window=window, method="historical"
+            )
+            if spend:
+                assert ratio == pytest.approx(ltv / cac)
+            else:  # undefined: absent, and the flag says why
+                assert ratio is None
+                flag = gauge(
+                    "ltvcac_ltv_cac_ratio_defined",
+                    channel=channel, window=window, method="historical", reason="no_spend",
+                )  # fmt: skip
+                assert flag == 0.0
+    assert gauge("ltvcac_lifetime_value", channel="search", method="formula") == pytest.approx(
+        SEARCH_FORMULA_LTV
+    )
+    assert gauge("ltvcac_payback_months", channel="search", window="30d") == pytest.approx(
+        SEARCH_PAYBACK_MONTHS
+    )
+    # nothing per customer ever becomes a label
+    assert not any("customer_id" in dict(labels) for _, labels in samples)
+
+
+async def test_scenario_gives_hand_computed_gauges_and_redis_values(
+    deployment: Deployment,
+) -> None:
+    await deployment.publish(MESSAGES)
+    await wait_until(lambda: settled(deployment), what="the scenario to reach the gauges")
+    assert_scenario_figures(deployment)
+
+    def projected() -> bool:
+        return deployment.redis_hash("customer:c1").get("gross_profit") == "73.00"
+
+    await wait_until(projected, what="customer c1 in Redis")
+    assert deployment.redis_hash("customer:c1") == {
+        "revenue": "130.00",
+        "gross_profit": "73.00",
+        "orders": "2",
+        "refunds": "1",
+        "first_order_at": "2026-03-01T10:00:00Z",
+        "last_order_at": "2026-03-02T09:00:00Z",
+        "acquisition_channel": "search",
+        "attribution": '{"search": 1.0}',
+    }
+    assert deployment.redis_hash("customer:c3")["acquisition_channel"] == "direct"
+    assert deployment.redis_hash("customer:c4")["acquisition_channel"] == "referral"
+    search = deployment.redis_hash("channel:search")
+    assert float(search["spend:90d"]) == pytest.approx(74.0)
+    assert float(search["cac:90d"]) == pytest.approx(74.0)
+    assert float(search["ltv:historical"]) == pytest.approx(73.0)
+    assert float(search["ltv_cac:90d:historical"]) == pytest.approx(73.0 / 74.0)
+    assert "ltv_cac:90d:historical" not in deployment.redis_hash("channel:direct")
+    assert deployment.redis.smembers(deployment.redis_prefix + "channels") == set(EXPECTED)
+
+
+async def test_producer_retries_do_not_change_the_numbers(deployment: Deployment) -> None:
+    await deployment.publish(MESSAGES + MESSAGES)  # every event delivered twice
+
+    def all_duplicates_seen() -> bool:
+        events = deployment.gauges("ltvcac_events_total")
+        duplicates = sum(v for labels, v in events.items() if ("outcome", "duplicate") in labels)
+        return duplicates == len(MESSAGES) and settled(deployment)
+
+    await wait_until(all_duplicates_seen, what="every second copy to be seen as a duplicate")
+    assert_scenario_figures(deployment)
+
+
+async def test_malformed_events_become_dead_letters_and_neighbours_count(
+    deployment: Deployment,
+) -> None:
+    def purchase(customer: str, order: str, **changes: object) -> dict[str, object]:
+        body: dict[str, object] = {
+            "type": "purchase", "event_id": f"e-{order}", "occurred_at": "2026-03-01T10:00:00Z",
+            "schema_version": 1, "customer_id": customer, "order_id": order, "amount": "10.00",
+            "currency": "USD",
+        }  # fmt: skip
+        body.update(changes)
+        return body
+
+    missing_amount = purchase("c3", "o3")
+    del missing_amount["amount"]
+    bad = [
+        ("c1", b'{"type": "purchase", "event_id": ', "invalid_json"),
+        ("c3", encode(missing_amount), "invalid_event"),
+        ("c4", encode(purchase("c4", "o4", amount=["10"])), "invalid_event"),
+        ("c5", encode(purchase("c5", "o5", amount="-10.00")), "invalid_event"),
+        ("c6", encode({**purchase("c6", "o6"), "type": "teleport"}), "unknown_type"),
+        ("not-c7", encode(purchase("c7", "o7")), "key_mismatch"),
+    ]
+    messages = [("purchases", "good1", encode(purchase("good1", "g1")))]
+    messages += [("purchases", key, value) for key, value, _ in bad]
+    messages += [("purchases", "good2", encode(purchase("good2", "g2", amount="30.00")))]
+    await deployment.publish(messages)
+
+    def counted() -> bool:
+        letters = sum(deployment.gauges("ltvcac_dead_letters_total").values())
+        customers = deployment.gauges("ltvcac_new_customers")
+        return (
+            letters == len(bad)
+            and customers.get(label_set(channel="direct", window="lifetime")) == 2.0
+        )
+
+    await wait_until(counted, what="dead letters and the valid neighbours")
+    letters = await deployment.read_topic("dead-letters", len(bad))
+    by_key = {record.key.decode(): json.loads(record.value) for record in letters}
+    assert sorted(by_key) == sorted(key for key, _, _ in bad)
+    for key, value, reason in bad:
+        letter = by_key[key]
+        assert letter["reason"] == reason, letter
+        assert letter["topic"] == "purchases"
+        assert base64.b64decode(letter["value_b64"]) == value
+        assert letter["detail"]
+    assert "amount" in by_key["c3"]["detail"]
+    ltv = deployment.gauges("ltvcac_lifetime_value")
+    # two direct customers with 30% default margin on 10.00 and 30.00: (3 + 9) / 2
+    assert ltv[label_set(channel="direct", method="historical")] == pytest.approx(6.0)
+    assert (
+        deployment.worker.samples()[("ltvcac_spend", label_set(channel="all", window="lifetime"))]
+        == 0.0
+    )
