@@ -13,11 +13,10 @@ from typing import Any
 
 import pytest
 import redis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from stream.devstack import DevStack, StackEndpoints, free_port
 from stream.worker_process import WorkerProcess
-
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 
 @pytest.fixture(scope="session")

@@ -43,9 +43,15 @@ def _purchase(
     event_id: str, at: str, customer: str, order: str, amount: str, **extra: Any
 ) -> tuple[str, str, bytes]:
     body = _event(
-        "purchase", event_id, at, customer_id=customer, order_id=order, amount=amount,
-        currency="USD", **extra,
-    )  # fmt: skip
+        "purchase",
+        event_id,
+        at,
+        customer_id=customer,
+        order_id=order,
+        amount=amount,
+        currency="USD",
+        **extra,
+    )
     return ("purchases", customer, encode(body))
 
 
@@ -68,7 +74,7 @@ MESSAGES: list[tuple[str, str, bytes]] = [
                 category="agency",
                 period_start="2026-02-24",
                 period_end="2026-03-02",
-            )  # fmt: skip
+            )
         ),
     ),
     (
@@ -83,7 +89,7 @@ MESSAGES: list[tuple[str, str, bytes]] = [
                 referred_visitor_id="v4",
                 reward_cost="5.00",
                 currency="USD",
-            )  # fmt: skip
+            )
         ),
     ),
     _purchase(
@@ -110,7 +116,7 @@ MESSAGES: list[tuple[str, str, bytes]] = [
                 order_id="o1",
                 amount="20.00",
                 currency="USD",
-            )  # fmt: skip
+            )
         ),
     ),
     _purchase(

@@ -57,8 +57,11 @@ def assert_scenario_figures(deployment: Deployment) -> None:
                 assert ratio is None
                 flag = gauge(
                     "ltvcac_ltv_cac_ratio_defined",
-                    channel=channel, window=window, method="historical", reason="no_spend",
-                )  # fmt: skip
+                    channel=channel,
+                    window=window,
+                    method="historical",
+                    reason="no_spend",
+                )
                 assert flag == 0.0
     assert gauge("ltvcac_lifetime_value", channel="search", method="formula") == pytest.approx(
         SEARCH_FORMULA_LTV
@@ -119,10 +122,15 @@ async def test_malformed_events_become_dead_letters_and_neighbours_count(
 ) -> None:
     def purchase(customer: str, order: str, **changes: object) -> dict[str, object]:
         body: dict[str, object] = {
-            "type": "purchase", "event_id": f"e-{order}", "occurred_at": "2026-03-01T10:00:00Z",
-            "schema_version": 1, "customer_id": customer, "order_id": order, "amount": "10.00",
+            "type": "purchase",
+            "event_id": f"e-{order}",
+            "occurred_at": "2026-03-01T10:00:00Z",
+            "schema_version": 1,
+            "customer_id": customer,
+            "order_id": order,
+            "amount": "10.00",
             "currency": "USD",
-        }  # fmt: skip
+        }
         body.update(changes)
         return body
 
