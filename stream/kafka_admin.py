@@ -6,9 +6,11 @@ topic with another partition count is a configuration error, reported clearly.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
 
 from schemas.topics import DEAD_LETTERS, SOURCE_TOPICS
 from stream.config import Settings
@@ -28,10 +30,29 @@ def topic_names(settings: Settings) -> list[str]:
     return [settings.topic_prefix + name for name in names]
 
 
+async def connect_admin(settings: Settings, max_backoff: float = 30.0) -> AIOKafkaAdminClient:
+    """Connect, retrying with capped exponential backoff while the broker is not up yet."""
+    backoff = 0.5
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+        try:
+            await admin.start()
+            return admin
+        except KafkaError as error:
+            await admin.close()
+            log.warning(
+                "kafka not reachable, retrying bootstrap=%s retry_in=%.1fs error=%s",
+                settings.kafka_bootstrap_servers,
+                backoff,
+                error,
+            )
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, max_backoff)
+
+
 async def ensure_topics(settings: Settings) -> None:
     """Create missing topics; fail on an existing topic with another partition count."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await admin.start()
+    admin = await connect_admin(settings)
     try:
         wanted = topic_names(settings)
         existing = set(await admin.list_topics())
