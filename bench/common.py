@@ -1,0 +1,72 @@
+"""Shared pieces of the benchmark: results, errors and polling with a deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+class BenchError(Exception):
+    """A benchmark stage failed or did not finish in time; the message says which and why."""
+
+
+@dataclass
+class StageResult:
+    """Throughput of one stage over the same ``events`` messages."""
+
+    name: str
+    events: int
+    seconds: float  # first to last event of the stage
+    first_after: float | None = None  # stage start to its first event (connect, join, ...)
+    # Events seen within ``seconds`` when fewer than ``events`` (a sampled counter).
+    counted: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        within = self.events if self.counted is None else self.counted
+        return within / self.seconds if self.seconds > 0 else float("inf")
+
+
+def wait_for(
+    probe: Callable[[], T | None],
+    timeout: float,
+    what: str,
+    interval: float = 0.1,
+    context: Callable[[], str] | None = None,
+) -> tuple[T, float]:
+    """Poll ``probe`` until it returns a value that is not None; returns it and when.
+
+    Raises BenchError naming ``what`` (plus ``context()``, e.g. a log tail) on timeout.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        now = time.monotonic()
+        if value is not None:
+            return value, now
+        if now >= deadline:
+            extra = f"\n{context()}" if context is not None else ""
+            raise BenchError(f"timed out after {timeout:.0f}s waiting for {what}{extra}")
+        time.sleep(min(interval, max(0.0, deadline - now)))
+
+
+def run_async(work: Coroutine[Any, Any, T], timeout: float, what: str) -> T:
+    """Run ``work`` in a fresh event loop; BenchError naming ``what`` if it takes too long."""
+
+    async def bounded() -> T:
+        try:
+            return await asyncio.wait_for(work, timeout)
+        except TimeoutError:
+            raise BenchError(f"timed out after {timeout:.0f}s: {what}") from None
+
+    return asyncio.run(bounded())
