@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> None:
         "dev", help="embedded broker + Redis + worker + demo traffic, with a live table"
     )
     dev.add_argument("--rate", type=float, default=200.0, help="demo events per second")
+    dev.add_argument(
+        "--duration", type=float, default=None, help="stop after this many seconds of traffic"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if args.command == "worker":
@@ -51,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "dev":
         from stream.demo import run_dev
 
-        run_dev(rate=args.rate)
+        run_dev(rate=args.rate, duration=args.duration)
 
 
 if __name__ == "__main__":
