@@ -11,6 +11,7 @@ from stream.agents.common import (
     internal_json,
     logical_topic,
     publish,
+    register_agent,
     reject,
     source_of,
 )
@@ -24,10 +25,7 @@ if TYPE_CHECKING:
 
 
 def register(runtime: Runtime) -> None:
-    @runtime.app.agent(runtime.topics["channels-in"], name="channels", concurrency=1)
-    async def channels(stream: Any) -> None:
-        async for event in stream.events():
-            await handle(runtime, event.message)
+    register_agent(runtime, "channels-in", "channels", handle)
 
 
 async def handle(runtime: Runtime, message: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from schemas.topics import DEAD_LETTERS
@@ -15,6 +16,17 @@ if TYPE_CHECKING:
     from stream.app import Runtime
 
 log = logging.getLogger(__name__)
+Handler = Callable[["Runtime", Any], Awaitable[None]]
+
+
+def register_agent(runtime: Runtime, topic: str, name: str, handle: Handler) -> None:
+    """A table-writing agent: one event at a time (``concurrency=1``) so that offsets
+    are never committed past an event that is still being applied."""
+
+    @runtime.app.agent(runtime.topics[topic], name=name, concurrency=1)
+    async def agent(stream: Any) -> None:
+        async for event in stream.events():
+            await handle(runtime, event.message)
 
 
 def source_of(message: Any) -> Source:

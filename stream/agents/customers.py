@@ -11,6 +11,7 @@ from stream.agents.common import (
     internal_json,
     logical_topic,
     publish,
+    register_agent,
     reject,
     source_of,
 )
@@ -29,10 +30,7 @@ if TYPE_CHECKING:
 
 
 def register(runtime: Runtime) -> None:
-    @runtime.app.agent(runtime.topics["customers-in"], name="customers", concurrency=1)
-    async def customers(stream: Any) -> None:
-        async for event in stream.events():
-            await handle(runtime, event.message)
+    register_agent(runtime, "customers-in", "customers", handle)
 
 
 async def handle(runtime: Runtime, message: Any) -> None:

@@ -11,6 +11,7 @@ from stream.agents.common import (
     internal_json,
     logical_topic,
     publish,
+    register_agent,
     reject,
     source_of,
 )
@@ -30,10 +31,7 @@ CONTRACTS = {contract.name: contract for contract in (AD_CLICKS, REFERRALS, IDEN
 
 
 def register(runtime: Runtime) -> None:
-    @runtime.app.agent(runtime.topics["visitors-in"], name="visitors", concurrency=1)
-    async def visitors(stream: Any) -> None:
-        async for event in stream.events():
-            await handle(runtime, event.message)
+    register_agent(runtime, "visitors-in", "visitors", handle)
 
 
 async def handle(runtime: Runtime, message: Any) -> None:

@@ -31,6 +31,18 @@ class Source:
         return (self.offset, self.seq)
 
 
+class AppliedOffsets:
+    """Highest offset applied per source partition, for records keyed by an entity."""
+
+    offsets: dict[str, int]
+
+    def seen(self, source: Source) -> bool:
+        return self.offsets.get(source.stream, -1) >= source.offset
+
+    def mark(self, source: Source) -> None:
+        self.offsets[source.stream] = max(self.offsets.get(source.stream, -1), source.offset)
+
+
 @dataclass
 class Bucket:
     """One day of one channel. Weighted fields are in millionths of a customer/order/cent."""

@@ -18,7 +18,7 @@ from typing import Any
 
 from schemas.events import Purchase, Refund
 from stream.domain.attribution import DIRECT, Weights
-from stream.domain.channel import Bucket, Source
+from stream.domain.channel import AppliedOffsets, Bucket, Source
 from stream.domain.money import WEIGHT_SCALE, gross_profit_cents, share_cents, to_cents
 from stream.domain.outcome import (
     APPLIED,
@@ -49,7 +49,7 @@ class Order:
 
 
 @dataclass
-class CustomerRecord:
+class CustomerRecord(AppliedOffsets):
     customer_id: str
     revenue_cents: int = 0
     gross_profit_cents: int = 0
@@ -74,12 +74,6 @@ class CustomerRecord:
         if not self.weights:
             return None
         return max(sorted(self.weights), key=lambda channel: self.weights[channel])  # type: ignore[index]
-
-    def seen(self, source: Source) -> bool:
-        return self.offsets.get(source.stream, -1) >= source.offset
-
-    def mark(self, source: Source) -> None:
-        self.offsets[source.stream] = max(self.offsets.get(source.stream, -1), source.offset)
 
     def to_json(self) -> dict[str, Any]:
         return {

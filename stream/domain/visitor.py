@@ -7,7 +7,7 @@ from typing import Any
 
 from schemas.events import AdClick, Identify, Referral
 from stream.domain.attribution import AttributionModel, Touch, attribute, last_touch
-from stream.domain.channel import Source
+from stream.domain.channel import AppliedOffsets, Source
 from stream.domain.money import to_cents
 from stream.domain.outcome import (
     APPLIED,
@@ -39,18 +39,12 @@ class StoredTouch:
 
 
 @dataclass
-class VisitorRecord:
+class VisitorRecord(AppliedOffsets):
     visitor_id: str
     touches: list[StoredTouch] = field(default_factory=list)
     conversions: dict[str, dict[str, int]] = field(default_factory=dict)  # customer -> weights
     customer_id: str | None = None
     offsets: dict[str, int] = field(default_factory=dict)
-
-    def seen(self, source: Source) -> bool:
-        return self.offsets.get(source.stream, -1) >= source.offset
-
-    def mark(self, source: Source) -> None:
-        self.offsets[source.stream] = max(self.offsets.get(source.stream, -1), source.offset)
 
     def to_json(self) -> dict[str, Any]:
         return {
