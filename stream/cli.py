@@ -10,7 +10,7 @@ import sys
 from pydantic import ValidationError
 
 from stream.config import Settings
-from stream.errors import ConfigurationError
+from stream.errors import ConfigurationError, LtvCacError
 
 
 def _settings() -> Settings:
@@ -54,7 +54,10 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "dev":
         from stream.demo import run_dev
 
-        run_dev(rate=args.rate, duration=args.duration)
+        try:
+            run_dev(rate=args.rate, duration=args.duration)
+        except LtvCacError as error:
+            sys.exit(f"ltvcac dev: {error}")
 
 
 if __name__ == "__main__":
