@@ -16,16 +16,11 @@ from stream.domain.channel import ChannelRecord
 from stream.domain.customer import CustomerRules
 from stream.domain.figures import ChannelFigures, LtvParams, channel_figures, now_day
 from stream.domain.visitor import VisitorRules
+from stream.kafka_admin import INTERNAL_TOPICS
 from stream.metrics import ChannelFiguresCollector, PipelineCounters
 from stream.serving.projection import RedisProjection
 
 log = logging.getLogger(__name__)
-
-INTERNAL_TOPICS = {
-    "visitor-updates": "ltvcac-visitor-updates",
-    "customer-updates": "ltvcac-customer-updates",
-    "channel-deltas": "ltvcac-channel-deltas",
-}
 
 
 @dataclass
@@ -44,9 +39,6 @@ class Runtime:
     customer_rules: CustomerRules
     visitor_rules: VisitorRules
     ltv_params: LtvParams
-
-    def topic_name(self, logical: str) -> str:
-        return self.settings.topic_prefix + INTERNAL_TOPICS.get(logical, logical)
 
     def channel_records(self) -> list[ChannelRecord]:
         return [ChannelRecord.from_json(value) for value in self.channels.values()]

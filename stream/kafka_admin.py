@@ -17,11 +17,13 @@ from stream.config import Settings
 from stream.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
-INTERNAL_TOPIC_NAMES = (
-    "ltvcac-visitor-updates",
-    "ltvcac-customer-updates",
-    "ltvcac-channel-deltas",
-)
+# logical name -> topic name of the topics between the agents
+INTERNAL_TOPICS = {
+    "visitor-updates": "ltvcac-visitor-updates",
+    "customer-updates": "ltvcac-customer-updates",
+    "channel-deltas": "ltvcac-channel-deltas",
+}
+INTERNAL_TOPIC_NAMES = tuple(INTERNAL_TOPICS.values())
 
 
 def topic_names(settings: Settings) -> list[str]:

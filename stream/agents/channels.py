@@ -9,6 +9,7 @@ from schemas.topics import AD_SPEND
 from stream.agents.common import (
     INTERNAL_ERRORS,
     internal_json,
+    load,
     logical_topic,
     publish,
     register_agent,
@@ -17,7 +18,7 @@ from stream.agents.common import (
 )
 from stream.domain.channel import ChannelDelta, ChannelRecord
 from stream.domain.ingest import Rejection, validate
-from stream.domain.outcome import APPLIED, DUPLICATE, REDELIVERED, Outcome
+from stream.domain.outcome import APPLIED, REDELIVERED, Outcome
 from stream.domain.spend import handle_ad_spend
 
 if TYPE_CHECKING:
@@ -47,11 +48,10 @@ async def handle(runtime: Runtime, message: Any) -> None:
             return await reject(runtime, message, Rejection("invalid_internal", repr(error)))
         record = _load(runtime, delta.channel)
         outcome = Outcome(APPLIED if record.apply(delta) else REDELIVERED)
-    if outcome.status in (APPLIED, DUPLICATE):
+    if outcome.changed_state:
         runtime.channels[record.channel] = record.to_json()
     await publish(runtime, message, outcome)
 
 
-def _load(runtime: Runtime, channel: str) -> ChannelRecord:
-    stored = runtime.channels.get(channel)
-    return ChannelRecord(channel) if stored is None else ChannelRecord.from_json(stored)
+def _load(runtime: Runtime, key: str) -> ChannelRecord:
+    return load(runtime.channels, key, ChannelRecord, ChannelRecord.from_json)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from schemas.topics import DEAD_LETTERS
 from stream.domain.channel import Source
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 Handler = Callable[["Runtime", Any], Awaitable[None]]
+R = TypeVar("R")
 
 
 def register_agent(runtime: Runtime, topic: str, name: str, handle: Handler) -> None:
@@ -27,6 +28,12 @@ def register_agent(runtime: Runtime, topic: str, name: str, handle: Handler) -> 
     async def agent(stream: Any) -> None:
         async for event in stream.events():
             await handle(runtime, event.message)
+
+
+def load(table: Any, key: str, new: Callable[[str], R], from_json: Callable[[Any], R]) -> R:
+    """The stored record of ``key``, or a new empty one."""
+    stored = table.get(key)
+    return new(key) if stored is None else from_json(stored)
 
 
 def source_of(message: Any) -> Source:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from schemas.events import Purchase
+from schemas.events import Purchase, Refund
 from schemas.topics import PURCHASES
 from stream.agents.common import (
     INTERNAL_ERRORS,
     internal_json,
+    load,
     logical_topic,
     publish,
     register_agent,
@@ -23,7 +24,6 @@ from stream.domain.customer import (
     handle_refund,
 )
 from stream.domain.ingest import Rejection, validate
-from stream.domain.outcome import APPLIED, DUPLICATE
 
 if TYPE_CHECKING:
     from stream.app import Runtime
@@ -39,10 +39,13 @@ async def handle(runtime: Runtime, message: Any) -> None:
         event = validate(PURCHASES, message.key, message.value)
         if isinstance(event, Rejection):
             return await reject(runtime, message, event)
-        assert not isinstance(event, Rejection)
-        record = _load(runtime, event.customer_id)  # type: ignore[union-attr]
-        handler = handle_purchase if isinstance(event, Purchase) else handle_refund
-        outcome = handler(record, event, source, runtime.customer_rules)  # type: ignore[arg-type]
+        if isinstance(event, Purchase):
+            record = _load(runtime, event.customer_id)
+            outcome = handle_purchase(record, event, source, runtime.customer_rules)
+        else:
+            assert isinstance(event, Refund)  # the purchases contract carries only these two
+            record = _load(runtime, event.customer_id)
+            outcome = handle_refund(record, event, source, runtime.customer_rules)
     else:
         update = internal_json(message)
         if isinstance(update, Rejection):
@@ -55,12 +58,11 @@ async def handle(runtime: Runtime, message: Any) -> None:
                 outcome = handle_link(record, update["visitor_id"], source)
         except INTERNAL_ERRORS as error:
             return await reject(runtime, message, Rejection("invalid_internal", repr(error)))
-    if outcome.status in (APPLIED, DUPLICATE):
+    if outcome.changed_state:
         runtime.customers[record.customer_id] = record.to_json()
         runtime.projection.customer_changed(record)
     await publish(runtime, message, outcome)
 
 
-def _load(runtime: Runtime, customer_id: str) -> CustomerRecord:
-    stored = runtime.customers.get(customer_id)
-    return CustomerRecord(customer_id) if stored is None else CustomerRecord.from_json(stored)
+def _load(runtime: Runtime, key: str) -> CustomerRecord:
+    return load(runtime.customers, key, CustomerRecord, CustomerRecord.from_json)

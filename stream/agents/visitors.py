@@ -9,6 +9,7 @@ from schemas.topics import AD_CLICKS, IDENTITIES, REFERRALS
 from stream.agents.common import (
     INTERNAL_ERRORS,
     internal_json,
+    load,
     logical_topic,
     publish,
     register_agent,
@@ -16,7 +17,7 @@ from stream.agents.common import (
     source_of,
 )
 from stream.domain.ingest import Rejection, validate
-from stream.domain.outcome import APPLIED, DUPLICATE, Outcome
+from stream.domain.outcome import Outcome
 from stream.domain.visitor import (
     VisitorRecord,
     handle_conversion,
@@ -63,11 +64,10 @@ async def handle(runtime: Runtime, message: Any) -> None:
             )
         except INTERNAL_ERRORS as error:
             return await reject(runtime, message, Rejection("invalid_internal", repr(error)))
-    if outcome.status in (APPLIED, DUPLICATE):
+    if outcome.changed_state:
         runtime.visitors[record.visitor_id] = record.to_json()
     await publish(runtime, message, outcome)
 
 
-def _load(runtime: Runtime, visitor_id: str) -> VisitorRecord:
-    stored = runtime.visitors.get(visitor_id)
-    return VisitorRecord(visitor_id) if stored is None else VisitorRecord.from_json(stored)
+def _load(runtime: Runtime, key: str) -> VisitorRecord:
+    return load(runtime.visitors, key, VisitorRecord, VisitorRecord.from_json)

@@ -27,6 +27,7 @@ from stream.domain.outcome import (
     Message,
     Outcome,
     split_deltas,
+    unsupported_currency,
 )
 from stream.domain.timeline import day_of, epoch_seconds
 
@@ -123,20 +124,11 @@ class CustomerRecord(AppliedOffsets):
         )
 
 
-def _currency_error(currency: str, rules: CustomerRules) -> Outcome | None:
-    if currency != rules.reporting_currency:
-        return Outcome.rejected(
-            "unsupported_currency",
-            f"currency {currency} is not the reporting currency {rules.reporting_currency}",
-        )
-    return None
-
-
 def handle_purchase(
     record: CustomerRecord, event: Purchase, source: Source, rules: CustomerRules
 ) -> Outcome:
     """Apply a purchase; the first one acquires the customer."""
-    if error := _currency_error(event.currency, rules):
+    if error := unsupported_currency(event.currency, rules.reporting_currency):
         return error
     if record.seen(source):
         return Outcome(REDELIVERED, *_purchase_outputs(record, event, source))
@@ -188,19 +180,16 @@ def _purchase_outputs(
         return [], [Message(VISITOR_UPDATES, record.converting_visitor, conversion)]
     if record.weights is None or source.offset <= record.attributed_at_offset:
         return [], []  # waits in the backlog that the attribution sends
-    bucket = Bucket(gross_profit=order.profit_cents, orders=1)
-    buckets = {day_of(at): bucket}
-    if event.order_id == record.first_order_id:
-        acquisition_day = day_of(at)
-        buckets = {acquisition_day: Bucket(customers=1, gross_profit=order.profit_cents, orders=1)}
-    return split_deltas(record.weights, source, at, buckets), []
+    acquired = 1 if event.order_id == record.first_order_id else 0  # a direct acquisition
+    bucket = Bucket(customers=acquired, gross_profit=order.profit_cents, orders=1)
+    return split_deltas(record.weights, source, at, {day_of(at): bucket}), []
 
 
 def handle_refund(
     record: CustomerRecord, event: Refund, source: Source, rules: CustomerRules
 ) -> Outcome:
     """Apply a refund: revenue falls by the amount, profit by the order's share of it."""
-    if error := _currency_error(event.currency, rules):
+    if error := unsupported_currency(event.currency, rules.reporting_currency):
         return error
     if record.seen(source):
         return Outcome(REDELIVERED, _refund_deltas(record, event, source))

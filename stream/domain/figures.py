@@ -24,7 +24,7 @@ from decimal import Decimal
 
 from stream.domain.channel import Bucket, ChannelRecord
 from stream.domain.money import WEIGHT_SCALE
-from stream.domain.timeline import SECONDS_PER_DAY, day_of, in_window
+from stream.domain.timeline import day_of, in_window
 
 OK = "ok"
 NO_CUSTOMERS = "no_customers"
@@ -147,38 +147,20 @@ def channel_figures(
         spend = total.spend_cents / 100
         customers = total.customers / WEIGHT_SCALE
         cac = _ratio(spend, customers, NO_CUSTOMERS)
-        per_window[window] = WindowFigures(spend, customers, cac, _payback(cac, monthly))
+        per_window[window] = WindowFigures(
+            spend, customers, cac, _quotient(cac, monthly, NO_PROFIT)
+        )
         for method, value in ltv.items():
-            ratio[(window, method)] = _ltv_to_cac(value, cac)
+            ratio[(window, method)] = _quotient(value, cac, NO_SPEND)
     return ChannelFigures(record.channel, per_window, ltv, ratio)
 
 
-def _payback(cac: Figure, monthly: Figure) -> Figure:
-    if cac.value is None:
-        return cac
-    if monthly.value is None:
-        return monthly
-    if monthly.value <= 0:
-        return Figure.undefined(NO_PROFIT)
-    return Figure(cac.value / monthly.value)
-
-
-def _ltv_to_cac(ltv: Figure, cac: Figure) -> Figure:
-    if ltv.value is None:
-        return ltv
-    if cac.value is None:
-        return cac
-    if cac.value <= 0:
-        return Figure.undefined(NO_SPEND)
-    return Figure(ltv.value / cac.value)
-
-
-__all__ = [
-    "SECONDS_PER_DAY",
-    "ChannelFigures",
-    "Figure",
-    "LtvParams",
-    "WindowFigures",
-    "channel_figures",
-    "now_day",
-]
+def _quotient(numerator: Figure, denominator: Figure, reason_if_not_positive: str) -> Figure:
+    """numerator / denominator; the first undefined operand's reason wins."""
+    if numerator.value is None:
+        return numerator
+    if denominator.value is None:
+        return denominator
+    if denominator.value <= 0:
+        return Figure.undefined(reason_if_not_positive)
+    return Figure(numerator.value / denominator.value)

@@ -32,9 +32,24 @@ class Outcome:
     reason: str | None = None
     detail: str = ""
 
+    @property
+    def changed_state(self) -> bool:
+        """Applied and duplicate events change the record (at least its offsets)."""
+        return self.status in (APPLIED, DUPLICATE)
+
     @classmethod
     def rejected(cls, reason: str, detail: str) -> Outcome:
         return cls(REJECTED, reason=reason, detail=detail)
+
+
+def unsupported_currency(currency: str, reporting_currency: str) -> Outcome | None:
+    """Amounts in another currency are rejected, never counted 1:1."""
+    if currency == reporting_currency:
+        return None
+    return Outcome.rejected(
+        "unsupported_currency",
+        f"currency {currency} is not the reporting currency {reporting_currency}",
+    )
 
 
 def split_deltas(

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from schemas.events import AdSpend
-from stream.domain.channel import ALL_CHANNELS, ChannelRecord, Source
+from stream.domain.channel import ChannelRecord, Source
 from stream.domain.money import split_evenly, to_cents
-from stream.domain.outcome import APPLIED, DUPLICATE, REDELIVERED, Outcome, spend_deltas
+from stream.domain.outcome import (
+    APPLIED,
+    DUPLICATE,
+    REDELIVERED,
+    Outcome,
+    spend_deltas,
+    unsupported_currency,
+)
 from stream.domain.timeline import day_of_date, epoch_seconds
 
 
@@ -20,15 +27,11 @@ def handle_ad_spend(
     record: ChannelRecord, event: AdSpend, source: Source, reporting_currency: str
 ) -> Outcome:
     """Apply spend to the channel's own record; the returned delta carries it to ``all``."""
-    if event.currency != reporting_currency:
-        return Outcome.rejected(
-            "unsupported_currency",
-            f"currency {event.currency} is not the reporting currency {reporting_currency}",
-        )
+    if error := unsupported_currency(event.currency, reporting_currency):
+        return error
     own, to_all = spend_deltas(
         event.channel, source, epoch_seconds(event.occurred_at), spread_over_days(event)
     )
-    assert to_all.channel == ALL_CHANNELS
     if record.seen(source):
         applied_here = record.spend_event_ids.get(event.event_id) == source.offset
         return Outcome(REDELIVERED, [to_all] if applied_here else [])

@@ -16,6 +16,7 @@ from stream.domain.outcome import (
     Message,
     Outcome,
     spend_deltas,
+    unsupported_currency,
 )
 from stream.domain.timeline import SECONDS_PER_DAY, day_of, epoch_seconds
 
@@ -70,11 +71,8 @@ def handle_touch(
     record: VisitorRecord, event: AdClick | Referral, source: Source, rules: VisitorRules
 ) -> Outcome:
     """An ad click or a referral: a touch for attribution, its cost is channel spend."""
-    if event.currency != rules.reporting_currency:
-        return Outcome.rejected(
-            "unsupported_currency",
-            f"currency {event.currency} is not the reporting currency {rules.reporting_currency}",
-        )
+    if error := unsupported_currency(event.currency, rules.reporting_currency):
+        return error
     if record.seen(source):
         return Outcome(REDELIVERED, _touch_deltas(record, event.event_id, source))
     if any(stored.touch.event_id == event.event_id for stored in record.touches):
