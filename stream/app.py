@@ -19,6 +19,7 @@ from stream.domain.visitor import VisitorRules
 from stream.kafka_admin import INTERNAL_TOPICS
 from stream.metrics import ChannelFiguresCollector, PipelineCounters
 from stream.serving.projection import RedisProjection
+from stream.transport import Transport
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,7 @@ def create_runtime(settings: Settings) -> Runtime:
         topic_allow_declare=True,
         autodiscover=False,
     )
+    app.transport = Transport(app.conf.broker_consumer, app)
 
     def raw_topic(*names: str) -> Any:
         return app.topic(

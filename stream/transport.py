@@ -1,0 +1,87 @@
+"""Kafka transport whose table recovery reads each changelog to its true end.
+
+Faust recovers a table by reading its changelog up to the end offset that the broker
+reports through ListOffsets. Some Kafka-protocol brokers under-report it: the embedded
+Tansu broker answers with the base offset of the newest record batch plus one, so a
+changelog whose last batch holds several records looks shorter than it is, recovery
+stops early and the worker restarts with part of its state missing.
+
+The high watermark in a Fetch response is right on every broker we know, so this
+transport checks each reported end offset with one fetch and keeps the larger value.
+On Apache Kafka both agree and the check costs one fetch per rebalance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import aiokafka
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+
+log = logging.getLogger(__name__)
+
+# How long to wait for the fetch answers before trusting ListOffsets alone.
+_FETCH_DEADLINE_SECONDS = 10.0
+_FETCH_WAIT_MS = 100
+
+
+async def fetched_highwaters(
+    consumer: aiokafka.AIOKafkaConsumer, reported: Mapping[TP, int]
+) -> dict[TP, int]:
+    """Each partition's end offset: the larger of ``reported`` and a fetch's high watermark.
+
+    ``consumer`` must be started, without a group, and is left assigned to ``reported``.
+    """
+    partitions = [aiokafka.TopicPartition(tp.topic, tp.partition) for tp in reported]
+    consumer.assign(partitions)
+    for tp in partitions:
+        # One record before the reported end, so the fetch returns at once when it exists.
+        consumer.seek(tp, max(reported[TP(tp.topic, tp.partition)] - 1, 0))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + _FETCH_DEADLINE_SECONDS
+    while any(consumer.highwater(tp) is None for tp in partitions) and loop.time() < deadline:
+        await consumer.getmany(*partitions, timeout_ms=_FETCH_WAIT_MS, max_records=1)
+    result: dict[TP, int] = {}
+    for tp in partitions:
+        key = TP(tp.topic, tp.partition)
+        fetched = consumer.highwater(tp)
+        if fetched is None:
+            log.warning("highwater unchecked topic=%s partition=%d", tp.topic, tp.partition)
+        elif fetched > reported[key]:
+            log.info(
+                "highwater corrected topic=%s partition=%d reported=%d fetched=%d",
+                tp.topic,
+                tp.partition,
+                reported[key],
+                fetched,
+            )
+        result[key] = max(reported[key], fetched or 0)
+    return result
+
+
+class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
+        reported = await super()._highwaters(partitions)
+        if self.consumer.in_transaction or not reported:
+            return reported
+        probe = self._create_client_consumer(self.transport)  # type: ignore[arg-type]  # no group
+        await probe.start()
+        try:
+            return await fetched_highwaters(probe, reported)
+        finally:
+            await probe.stop()
+
+
+class _Consumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class Transport(faust_aiokafka.Transport):
+    """The aiokafka transport with checked changelog end offsets."""
+
+    Consumer: ClassVar[type[Any]] = _Consumer
