@@ -53,7 +53,13 @@ async def handle(runtime: Runtime, message: Any) -> None:
         try:
             record = _load(runtime, update["customer_id"])
             if update["type"] == "attribution":
-                outcome = handle_attribution(record, update["weights"], source)
+                outcome = handle_attribution(
+                    record,
+                    update["visitor_id"],
+                    update["converted_at"],
+                    update["weights"],
+                    source,
+                )
             else:
                 outcome = handle_link(record, update["visitor_id"], source)
         except INTERNAL_ERRORS as error:

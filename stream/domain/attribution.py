@@ -43,11 +43,11 @@ def qualifying_touches(
 ) -> list[Touch]:
     """Touches inside the lookback and not after the conversion, oldest first.
 
-    Ties in time keep their arrival order, so the result is deterministic.
+    Ties in time are ordered by event_id, so the result never depends on arrival order.
     """
     earliest = converted_at - lookback_days * SECONDS_PER_DAY
     inside = [t for t in touches if earliest <= t.occurred_at <= converted_at]
-    return sorted(inside, key=lambda t: t.occurred_at)
+    return sorted(inside, key=lambda t: (t.occurred_at, t.event_id))
 
 
 def attribute(

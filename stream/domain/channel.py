@@ -119,7 +119,10 @@ class ChannelRecord:
             return False
         self.applied[delta.source.stream] = delta.source.position
         for day, change in delta.buckets.items():
-            self.buckets.setdefault(day, Bucket()).add(change)
+            bucket = self.buckets.setdefault(day, Bucket())
+            bucket.add(change)
+            if bucket == Bucket():
+                del self.buckets[day]  # retracted: the record is the same as if never sent
         self.watermark = max(self.watermark, delta.occurred_at)
         return True
 

@@ -1,24 +1,32 @@
 """Per-customer state and what purchases, refunds and attributions do to it.
 
+A customer's contribution to the channels is a function of the record: its orders and
+refunds by day, its acquisition (the earliest order) and its attribution weights. Every
+input that changes the record gets the next ``version``; the deltas it sends are the
+contribution at that version minus the contribution just before it. That makes the
+result independent of arrival order (an earlier order or a better attribution arriving
+late retracts what was sent and sends the right thing) and lets a redelivered input
+send exactly the deltas it sent the first time.
+
 Rules under at-least-once delivery (ARCHITECTURE section 4):
 
 - a duplicate (same order_id / refund event_id at another offset) changes nothing;
-- an event at or below the record's offset for its partition was applied already:
-  it changes nothing, but the deltas it caused are produced again, identically,
-  because they may have been lost in a crash (channels ignore what they have);
-- until attribution comes back, profit waits in ``pending`` by day; the
-  attribution sends the backlog, later events send their own deltas.
+- an input at or below the record's offset for its partition was applied already:
+  it changes nothing, but its deltas are produced again, identically, because they
+  may have been lost in a crash (channels ignore what they have);
+- until the first attribution comes back nothing is sent; it then sends the backlog.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import astuple, dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from schemas.events import Purchase, Refund
 from stream.domain.attribution import DIRECT, Weights
-from stream.domain.channel import AppliedOffsets, Bucket, Source
+from stream.domain.channel import ALL_CHANNELS, AppliedOffsets, Bucket, ChannelDelta, Source
 from stream.domain.money import WEIGHT_SCALE, gross_profit_cents, share_cents, to_cents
 from stream.domain.outcome import (
     APPLIED,
@@ -26,13 +34,15 @@ from stream.domain.outcome import (
     REDELIVERED,
     Message,
     Outcome,
-    split_deltas,
     unsupported_currency,
 )
 from stream.domain.timeline import day_of, epoch_seconds
 
 VISITOR_UPDATES = "visitor-updates"
 MAX_LINKED_VISITORS = 5
+# Older attributions are only needed to re-send the deltas of a redelivered input.
+MAX_ATTRIBUTIONS = 20
+Contribution = dict[str, dict[int, Bucket]]  # channel -> day -> weighted bucket
 
 
 @dataclass(frozen=True)
@@ -43,10 +53,32 @@ class CustomerRules:
 
 @dataclass
 class Order:
+    at: int  # event time, seconds since the epoch
     amount_cents: int
     profit_cents: int
     refunded_cents: int
+    visitor: str | None  # the visitor to attribute to if this order is the acquisition
     offset: int  # offset of the purchase that applied it
+    version: int
+
+
+@dataclass
+class RefundEntry:
+    at: int
+    amount_cents: int
+    profit_cents: int  # the profit it takes back
+    offset: int
+    version: int
+
+
+@dataclass
+class Attribution:
+    """Weights in force from ``version`` on; ``offset`` of the message that set them,
+    or -1 when the record set them itself (an acquisition without a visitor)."""
+
+    version: int
+    weights: Weights
+    offset: int
 
 
 @dataclass
@@ -56,25 +88,43 @@ class CustomerRecord(AppliedOffsets):
     gross_profit_cents: int = 0
     orders: int = 0
     refunds: int = 0
-    first_order_at: int | None = None
-    last_order_at: int | None = None
-    first_order_id: str | None = None
-    converting_visitor: str | None = None
-    weights: Weights | None = None
-    attributed_at_offset: int = -1  # purchases above it send their own deltas
-    attribution_source: tuple[str, int] | None = None
-    pending: dict[int, tuple[int, int]] = field(default_factory=dict)  # day -> profit, orders
+    version: int = 0
     order_book: dict[str, Order] = field(default_factory=dict)
-    refund_book: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    refund_book: dict[str, RefundEntry] = field(default_factory=dict)
+    attributions: list[Attribution] = field(default_factory=list)
     linked_visitors: list[str] = field(default_factory=list)
     offsets: dict[str, int] = field(default_factory=dict)
 
     @property
+    def first_order_id(self) -> str | None:
+        """The acquisition: the earliest order in event time (ties: smallest order_id)."""
+        return _first_order(self.order_book.items())
+
+    @property
+    def first_order_at(self) -> int | None:
+        first = self.first_order_id
+        return None if first is None else self.order_book[first].at
+
+    @property
+    def last_order_at(self) -> int | None:
+        return max((order.at for order in self.order_book.values()), default=None)
+
+    @property
+    def converting_visitor(self) -> str | None:
+        first = self.first_order_id
+        return None if first is None else self.order_book[first].visitor
+
+    @property
+    def weights(self) -> Weights | None:
+        return self.attributions[-1].weights if self.attributions else None
+
+    @property
     def acquisition_channel(self) -> str | None:
         """The channel with the largest weight (ties: alphabetical)."""
-        if not self.weights:
+        weights = self.weights
+        if not weights:
             return None
-        return max(sorted(self.weights), key=lambda channel: self.weights[channel])  # type: ignore[index]
+        return max(sorted(weights), key=lambda channel: weights[channel])
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -83,55 +133,43 @@ class CustomerRecord(AppliedOffsets):
             "gross_profit_cents": self.gross_profit_cents,
             "orders": self.orders,
             "refunds": self.refunds,
-            "first_order_at": self.first_order_at,
-            "last_order_at": self.last_order_at,
-            "first_order_id": self.first_order_id,
-            "converting_visitor": self.converting_visitor,
-            "weights": self.weights,
-            "attributed_at_offset": self.attributed_at_offset,
-            "attribution_source": self.attribution_source,
-            "pending": {str(day): list(v) for day, v in self.pending.items()},
-            "order_book": {
-                oid: [o.amount_cents, o.profit_cents, o.refunded_cents, o.offset]
-                for oid, o in self.order_book.items()
-            },
-            "refund_book": {eid: list(v) for eid, v in self.refund_book.items()},
+            "version": self.version,
+            "order_book": {oid: list(astuple(o)) for oid, o in self.order_book.items()},
+            "refund_book": {eid: list(astuple(r)) for eid, r in self.refund_book.items()},
+            "attributions": [[a.version, a.weights, a.offset] for a in self.attributions],
             "linked_visitors": self.linked_visitors,
             "offsets": self.offsets,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CustomerRecord:
-        source = data["attribution_source"]
         return cls(
             customer_id=data["customer_id"],
             revenue_cents=data["revenue_cents"],
             gross_profit_cents=data["gross_profit_cents"],
             orders=data["orders"],
             refunds=data["refunds"],
-            first_order_at=data["first_order_at"],
-            last_order_at=data["last_order_at"],
-            first_order_id=data["first_order_id"],
-            converting_visitor=data["converting_visitor"],
-            weights=data["weights"],
-            attributed_at_offset=data["attributed_at_offset"],
-            attribution_source=None if source is None else (source[0], source[1]),
-            pending={int(day): (v[0], v[1]) for day, v in data["pending"].items()},
+            version=data["version"],
             order_book={oid: Order(*v) for oid, v in data["order_book"].items()},
-            refund_book={eid: (v[0], v[1], v[2]) for eid, v in data["refund_book"].items()},
+            refund_book={eid: RefundEntry(*v) for eid, v in data["refund_book"].items()},
+            attributions=[Attribution(v, dict(w), o) for v, w, o in data["attributions"]],
             linked_visitors=list(data["linked_visitors"]),
             offsets=dict(data["offsets"]),
         )
 
 
+def _first_order(orders: Iterable[tuple[str, Order]]) -> str | None:
+    return min(orders, key=lambda item: (item[1].at, item[0]), default=(None,))[0]
+
+
 def handle_purchase(
     record: CustomerRecord, event: Purchase, source: Source, rules: CustomerRules
 ) -> Outcome:
-    """Apply a purchase; the first one acquires the customer."""
+    """Apply a purchase; the earliest one acquires the customer."""
     if error := unsupported_currency(event.currency, rules.reporting_currency):
         return error
     if record.seen(source):
-        return Outcome(REDELIVERED, *_purchase_outputs(record, event, source))
+        return Outcome(REDELIVERED, *_purchase_outputs(record, event.order_id, source))
     if event.order_id in record.order_book:
         record.mark(source)
         return Outcome(DUPLICATE)
@@ -139,50 +177,43 @@ def handle_purchase(
     amount = to_cents(event.amount)
     cost = None if event.cost_of_goods is None else to_cents(event.cost_of_goods)
     profit = gross_profit_cents(amount, cost, event.margin, rules.default_margin)
+    linked = record.linked_visitors[-1] if record.linked_visitors else None
+    visitor = event.visitor_id or linked
     at = epoch_seconds(event.occurred_at)
-    record.order_book[event.order_id] = Order(amount, profit, 0, source.offset)
+    acquisition_before = record.first_order_id
+    record.version += 1
+    record.order_book[event.order_id] = Order(
+        at, amount, profit, 0, visitor, source.offset, record.version
+    )
     record.revenue_cents += amount
     record.gross_profit_cents += profit
     record.orders += 1
-    record.last_order_at = at if record.last_order_at is None else max(record.last_order_at, at)
-    if record.first_order_id is None:
-        record.first_order_id = event.order_id
-        record.first_order_at = at
-        linked = record.linked_visitors[-1] if record.linked_visitors else None
-        visitor = event.visitor_id or linked
-        if visitor is None:
-            record.weights = {DIRECT: WEIGHT_SCALE}
-            record.attributed_at_offset = source.offset - 1
-        else:
-            record.converting_visitor = visitor
-    if record.weights is None:
-        profit_so_far, orders_so_far = record.pending.get(day_of(at), (0, 0))
-        record.pending[day_of(at)] = (profit_so_far + profit, orders_so_far + 1)
+    direct = {DIRECT: WEIGHT_SCALE}
+    if record.first_order_id != acquisition_before and visitor is None and record.weights != direct:
+        # Acquired without a visitor: direct, known at once.
+        record.attributions.append(Attribution(record.version, direct, -1))
+        del record.attributions[:-MAX_ATTRIBUTIONS]
     record.mark(source)
-    return Outcome(APPLIED, *_purchase_outputs(record, event, source))
+    return Outcome(APPLIED, *_purchase_outputs(record, event.order_id, source))
 
 
 def _purchase_outputs(
-    record: CustomerRecord, event: Purchase, source: Source
-) -> tuple[list[Any], list[Message]]:
-    """Deltas and messages of an applied purchase; a pure function of the record."""
-    order = record.order_book.get(event.order_id)
+    record: CustomerRecord, order_id: str, source: Source
+) -> tuple[list[ChannelDelta], list[Message]]:
+    """Deltas and messages of the purchase that applied ``order_id`` at ``source``."""
+    order = record.order_book.get(order_id)
     if order is None or order.offset != source.offset:
         return [], []  # not the event that applied this order: a duplicate
-    at = epoch_seconds(event.occurred_at)
-    if event.order_id == record.first_order_id and record.converting_visitor is not None:
+    messages = []
+    if order_id == record.first_order_id and order.visitor is not None:
         conversion = {
             "type": "conversion",
             "customer_id": record.customer_id,
-            "visitor_id": record.converting_visitor,
-            "converted_at": record.first_order_at,
+            "visitor_id": order.visitor,
+            "converted_at": order.at,
         }
-        return [], [Message(VISITOR_UPDATES, record.converting_visitor, conversion)]
-    if record.weights is None or source.offset <= record.attributed_at_offset:
-        return [], []  # waits in the backlog that the attribution sends
-    acquired = 1 if event.order_id == record.first_order_id else 0  # a direct acquisition
-    bucket = Bucket(customers=acquired, gross_profit=order.profit_cents, orders=1)
-    return split_deltas(record.weights, source, at, {day_of(at): bucket}), []
+        messages.append(Message(VISITOR_UPDATES, order.visitor, conversion))
+    return _deltas(record, order.version, source), messages
 
 
 def handle_refund(
@@ -192,7 +223,7 @@ def handle_refund(
     if error := unsupported_currency(event.currency, rules.reporting_currency):
         return error
     if record.seen(source):
-        return Outcome(REDELIVERED, _refund_deltas(record, event, source))
+        return Outcome(REDELIVERED, _refund_deltas(record, event.event_id, source))
     if event.event_id in record.refund_book:
         record.mark(source)
         return Outcome(DUPLICATE)
@@ -207,54 +238,46 @@ def handle_refund(
             " cents not yet refunded",
         )
     reduction = share_cents(order.profit_cents, amount, order.amount_cents)
-    at = epoch_seconds(event.occurred_at)
+    record.version += 1
     order.refunded_cents += amount
     record.revenue_cents -= amount
     record.gross_profit_cents -= reduction
     record.refunds += 1
-    record.refund_book[event.event_id] = (amount, reduction, source.offset)
-    if record.weights is None:
-        profit_so_far, orders_so_far = record.pending.get(day_of(at), (0, 0))
-        record.pending[day_of(at)] = (profit_so_far - reduction, orders_so_far)
-    record.mark(source)
-    return Outcome(APPLIED, _refund_deltas(record, event, source))
-
-
-def _refund_deltas(record: CustomerRecord, event: Refund, source: Source) -> list[Any]:
-    entry = record.refund_book.get(event.event_id)
-    if entry is None or entry[2] != source.offset:
-        return []
-    if record.weights is None or source.offset <= record.attributed_at_offset:
-        return []
-    at = epoch_seconds(event.occurred_at)
-    return split_deltas(record.weights, source, at, {day_of(at): Bucket(gross_profit=-entry[1])})
-
-
-def handle_attribution(record: CustomerRecord, weights: Weights, source: Source) -> Outcome:
-    """Channel weights for the acquisition came back: send the acquisition and the backlog."""
-    if record.seen(source):
-        return Outcome(REDELIVERED, _acquisition_deltas(record, source))
-    if record.weights is not None or record.first_order_at is None:
-        record.mark(source)
-        return Outcome(DUPLICATE)
-    record.weights = dict(weights)
-    record.attributed_at_offset = max(
-        (offset for stream, offset in record.offsets.items() if stream != source.stream),
-        default=-1,
+    record.refund_book[event.event_id] = RefundEntry(
+        epoch_seconds(event.occurred_at), amount, reduction, source.offset, record.version
     )
-    record.attribution_source = (source.stream, source.offset)
     record.mark(source)
-    return Outcome(APPLIED, _acquisition_deltas(record, source))
+    return Outcome(APPLIED, _refund_deltas(record, event.event_id, source))
 
 
-def _acquisition_deltas(record: CustomerRecord, source: Source) -> list[Any]:
-    if record.attribution_source != (source.stream, source.offset):
+def _refund_deltas(record: CustomerRecord, event_id: str, source: Source) -> list[ChannelDelta]:
+    entry = record.refund_book.get(event_id)
+    if entry is None or entry.offset != source.offset:
         return []
-    assert record.weights is not None and record.first_order_at is not None
-    buckets = {day: Bucket(gross_profit=p, orders=n) for day, (p, n) in record.pending.items()}
-    acquisition_day = day_of(record.first_order_at)
-    buckets.setdefault(acquisition_day, Bucket()).customers += 1
-    return split_deltas(record.weights, source, record.first_order_at, buckets)
+    return _deltas(record, entry.version, source)
+
+
+def handle_attribution(
+    record: CustomerRecord, visitor_id: str, converted_at: int, weights: Weights, source: Source
+) -> Outcome:
+    """The visitor's attribution of this customer's acquisition came back (or changed).
+
+    An answer about an acquisition that is no longer the customer's (an earlier order
+    arrived since) is stale and changes nothing but the offsets.
+    """
+    if record.seen(source):
+        for attribution in record.attributions:
+            if attribution.offset == source.offset:
+                return Outcome(REDELIVERED, _deltas(record, attribution.version, source))
+        return Outcome(REDELIVERED)
+    current = (record.converting_visitor, record.first_order_at)
+    record.mark(source)
+    if current != (visitor_id, converted_at) or record.weights == weights:
+        return Outcome(DUPLICATE)
+    record.version += 1
+    record.attributions.append(Attribution(record.version, dict(weights), source.offset))
+    del record.attributions[:-MAX_ATTRIBUTIONS]
+    return Outcome(APPLIED, _deltas(record, record.version, source))
 
 
 def handle_link(record: CustomerRecord, visitor_id: str, source: Source) -> Outcome:
@@ -265,3 +288,55 @@ def handle_link(record: CustomerRecord, visitor_id: str, source: Source) -> Outc
         record.linked_visitors = [*record.linked_visitors, visitor_id][-MAX_LINKED_VISITORS:]
     record.mark(source)
     return Outcome(APPLIED)
+
+
+def _deltas(record: CustomerRecord, version: int, source: Source) -> list[ChannelDelta]:
+    """What the input that made ``version`` changed in the channels."""
+    after, latest = _contribution(record, version)
+    before, _ = _contribution(record, version - 1)
+    deltas = []
+    for channel in sorted(after.keys() | before.keys()):
+        old, new = before.get(channel, {}), after.get(channel, {})
+        change = {}
+        for day in sorted(old.keys() | new.keys()):
+            bucket = _difference(new.get(day, Bucket()), old.get(day, Bucket()))
+            if bucket != Bucket():
+                change[day] = bucket
+        if change:
+            deltas.append(ChannelDelta(channel, source, latest, change))
+    return deltas
+
+
+def _contribution(record: CustomerRecord, version: int) -> tuple[Contribution, int]:
+    """The weighted buckets this customer puts in each channel at ``version``, and the
+    latest event time among the inputs up to it (the deltas' time, for watermarks)."""
+    weights = next((a.weights for a in reversed(record.attributions) if a.version <= version), None)
+    orders = [(oid, o) for oid, o in record.order_book.items() if o.version <= version]
+    refunds = [r for r in record.refund_book.values() if r.version <= version]
+    latest = max([o.at for _, o in orders] + [r.at for r in refunds], default=0)
+    if weights is None or not orders:
+        return {}, latest
+    days: dict[int, Bucket] = {}
+    for _, order in orders:
+        days.setdefault(day_of(order.at), Bucket()).add(
+            Bucket(gross_profit=order.profit_cents, orders=1)
+        )
+    for refund in refunds:
+        days.setdefault(day_of(refund.at), Bucket()).gross_profit -= refund.profit_cents
+    first = _first_order(orders)
+    assert first is not None
+    days.setdefault(day_of(record.order_book[first].at), Bucket()).customers += 1
+    shares = {**weights, ALL_CHANNELS: WEIGHT_SCALE}
+    return {
+        channel: {day: _weighted(bucket, share) for day, bucket in days.items()}
+        for channel, share in shares.items()
+    }, latest
+
+
+def _weighted(bucket: Bucket, weight: int) -> Bucket:
+    customers, profit, orders = bucket.customers, bucket.gross_profit, bucket.orders
+    return Bucket(0, customers * weight, profit * weight, orders * weight)
+
+
+def _difference(new: Bucket, old: Bucket) -> Bucket:
+    return Bucket(*(n - o for n, o in zip(new.to_list(), old.to_list(), strict=True)))

@@ -5,9 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from stream.domain.attribution import Weights
 from stream.domain.channel import ALL_CHANNELS, Bucket, ChannelDelta, Source
-from stream.domain.money import WEIGHT_SCALE
 
 APPLIED = "applied"
 DUPLICATE = "duplicate"
@@ -52,28 +50,6 @@ def unsupported_currency(currency: str, reporting_currency: str) -> Outcome | No
     )
 
 
-def split_deltas(
-    weights: Weights, source: Source, occurred_at: int, buckets: dict[int, Bucket]
-) -> list[ChannelDelta]:
-    """Deltas for each weighted channel and for ``all`` from unweighted day buckets.
-
-    ``buckets`` hold whole units (1 customer, cents, 1 order); each channel gets them
-    times its weight, ``all`` gets them whole (times ``WEIGHT_SCALE``).
-    """
-    deltas = [
-        ChannelDelta(
-            channel,
-            Source(source.topic, source.partition, source.offset, seq),
-            occurred_at,
-            {day: _weighted(bucket, weight) for day, bucket in buckets.items()},
-        )
-        for seq, (channel, weight) in enumerate(sorted(weights.items()))
-    ]
-    whole = {day: _weighted(bucket, WEIGHT_SCALE) for day, bucket in buckets.items()}
-    deltas.append(ChannelDelta(ALL_CHANNELS, source, occurred_at, whole))
-    return deltas
-
-
 def spend_deltas(
     channel: str, source: Source, occurred_at: int, spend_by_day: dict[int, int]
 ) -> list[ChannelDelta]:
@@ -83,12 +59,3 @@ def spend_deltas(
         ChannelDelta(channel, source, occurred_at, buckets),
         ChannelDelta(ALL_CHANNELS, source, occurred_at, buckets),
     ]
-
-
-def _weighted(bucket: Bucket, weight: int) -> Bucket:
-    return Bucket(
-        spend_cents=bucket.spend_cents,
-        customers=bucket.customers * weight,
-        gross_profit=bucket.gross_profit * weight,
-        orders=bucket.orders * weight,
-    )

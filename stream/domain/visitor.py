@@ -1,4 +1,9 @@
-"""Per-visitor state: marketing touches, identity, and attribution of conversions."""
+"""Per-visitor state: marketing touches, identity, and attribution of conversions.
+
+A conversion is attributed from the touches known when it arrives; a touch that
+arrives later but happened inside a conversion's lookback attributes it again, and the
+customer gets the new weights. So the weights never depend on arrival order.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,8 @@ from dataclasses import astuple, dataclass, field
 from typing import Any
 
 from schemas.events import AdClick, Identify, Referral
-from stream.domain.attribution import AttributionModel, Touch, attribute, last_touch
-from stream.domain.channel import AppliedOffsets, Source
+from stream.domain.attribution import AttributionModel, Touch, Weights, attribute, last_touch
+from stream.domain.channel import AppliedOffsets, ChannelDelta, Source
 from stream.domain.money import to_cents
 from stream.domain.outcome import (
     APPLIED,
@@ -40,10 +45,16 @@ class StoredTouch:
 
 
 @dataclass
+class Conversion:
+    converted_at: int
+    weights: Weights
+
+
+@dataclass
 class VisitorRecord(AppliedOffsets):
     visitor_id: str
     touches: list[StoredTouch] = field(default_factory=list)
-    conversions: dict[str, dict[str, int]] = field(default_factory=dict)  # customer -> weights
+    conversions: dict[str, Conversion] = field(default_factory=dict)  # by customer_id
     customer_id: str | None = None
     offsets: dict[str, int] = field(default_factory=dict)
 
@@ -51,7 +62,7 @@ class VisitorRecord(AppliedOffsets):
         return {
             "visitor_id": self.visitor_id,
             "touches": [[*astuple(s.touch), s.cost_cents, s.offset] for s in self.touches],
-            "conversions": self.conversions,
+            "conversions": {c: [v.converted_at, v.weights] for c, v in self.conversions.items()},
             "customer_id": self.customer_id,
             "offsets": self.offsets,
         }
@@ -61,7 +72,7 @@ class VisitorRecord(AppliedOffsets):
         return cls(
             visitor_id=data["visitor_id"],
             touches=[StoredTouch(Touch(*t[:4]), t[4], t[5]) for t in data["touches"]],
-            conversions=dict(data["conversions"]),
+            conversions={c: Conversion(at, dict(w)) for c, (at, w) in data["conversions"].items()},
             customer_id=data["customer_id"],
             offsets=dict(data["offsets"]),
         )
@@ -73,40 +84,82 @@ def handle_touch(
     """An ad click or a referral: a touch for attribution, its cost is channel spend."""
     if error := unsupported_currency(event.currency, rules.reporting_currency):
         return error
+    touch, cost = _touch_of(event)
+    spend = _spend_deltas(touch, cost, source)
+    stored = next((s for s in record.touches if s.touch.event_id == touch.event_id), None)
     if record.seen(source):
-        return Outcome(REDELIVERED, _touch_deltas(record, event.event_id, source))
-    if any(stored.touch.event_id == event.event_id for stored in record.touches):
+        if stored is not None and stored.offset != source.offset:
+            return Outcome(REDELIVERED)  # this offset carried a duplicate
+        messages = _attributions(record, _affected(record, touch, rules))
+        return Outcome(REDELIVERED, spend, messages)
+    if stored is not None:
         record.mark(source)
         return Outcome(DUPLICATE)
-    if isinstance(event, AdClick):
-        touch = Touch(
-            event.event_id, epoch_seconds(event.occurred_at), event.channel, event.campaign
-        )
-        cost = to_cents(event.cost)
-    else:
-        touch = Touch(event.event_id, epoch_seconds(event.occurred_at), REFERRAL_CHANNEL)
-        cost = to_cents(event.reward_cost)
     record.touches = _pruned([*record.touches, StoredTouch(touch, cost, source.offset)], rules)
     record.mark(source)
-    return Outcome(APPLIED, _touch_deltas(record, event.event_id, source))
+    changed = []
+    for customer_id in _affected(record, touch, rules):
+        conversion = record.conversions[customer_id]
+        weights = _weights(record, conversion.converted_at, rules)
+        if weights != conversion.weights:
+            conversion.weights = weights
+            changed.append(customer_id)
+    return Outcome(APPLIED, spend, _attributions(record, changed))
 
 
-def _touch_deltas(record: VisitorRecord, event_id: str, source: Source) -> list[Any]:
-    for stored in record.touches:
-        if stored.touch.event_id == event_id and stored.offset == source.offset:
-            if stored.cost_cents == 0:
-                return []
-            at = stored.touch.occurred_at
-            return spend_deltas(stored.touch.channel, source, at, {day_of(at): stored.cost_cents})
-    return []
+def _touch_of(event: AdClick | Referral) -> tuple[Touch, int]:
+    at = epoch_seconds(event.occurred_at)
+    if isinstance(event, AdClick):
+        return Touch(event.event_id, at, event.channel, event.campaign), to_cents(event.cost)
+    return Touch(event.event_id, at, REFERRAL_CHANNEL), to_cents(event.reward_cost)
+
+
+def _spend_deltas(touch: Touch, cost_cents: int, source: Source) -> list[ChannelDelta]:
+    if cost_cents == 0:
+        return []
+    at = touch.occurred_at
+    return spend_deltas(touch.channel, source, at, {day_of(at): cost_cents})
+
+
+def _affected(record: VisitorRecord, touch: Touch, rules: VisitorRules) -> list[str]:
+    """Customers whose conversion ``touch`` can be credited for."""
+    lookback = rules.lookback_days * SECONDS_PER_DAY
+    return sorted(
+        customer_id
+        for customer_id, conversion in record.conversions.items()
+        if conversion.converted_at - lookback <= touch.occurred_at <= conversion.converted_at
+    )
+
+
+def _weights(record: VisitorRecord, converted_at: int, rules: VisitorRules) -> Weights:
+    touches = [stored.touch for stored in record.touches]
+    return attribute(touches, converted_at, rules.lookback_days, rules.model)
+
+
+def _attributions(record: VisitorRecord, customer_ids: list[str]) -> list[Message]:
+    """The current attribution of each customer's conversion, for the customer."""
+    messages = []
+    for customer_id in customer_ids:
+        conversion = record.conversions[customer_id]
+        attribution = {
+            "type": "attribution",
+            "customer_id": customer_id,
+            "visitor_id": record.visitor_id,
+            "converted_at": conversion.converted_at,
+            "weights": conversion.weights,
+        }
+        messages.append(Message(CUSTOMER_UPDATES, customer_id, attribution))
+    return messages
 
 
 def _pruned(touches: list[StoredTouch], rules: VisitorRules) -> list[StoredTouch]:
-    """Drop touches too old to qualify for any conversion that can still arrive."""
+    """Drop touches too old to qualify for any conversion that can still arrive, and
+    beyond ``MAX_TOUCHES`` the oldest, so that the kept set never depends on arrival order."""
     newest = max(stored.touch.occurred_at for stored in touches)
     # one extra lookback of margin for purchases that arrive late
     horizon = newest - 2 * rules.lookback_days * SECONDS_PER_DAY
     kept = [stored for stored in touches if stored.touch.occurred_at >= horizon]
+    kept.sort(key=lambda stored: (stored.touch.occurred_at, stored.touch.event_id))
     return kept[-MAX_TOUCHES:]
 
 
@@ -124,21 +177,17 @@ def handle_identify(record: VisitorRecord, event: Identify, source: Source) -> O
 def handle_conversion(
     record: VisitorRecord, customer_id: str, converted_at: int, source: Source, rules: VisitorRules
 ) -> Outcome:
-    """A customer's first purchase came through this visitor: attribute it.
+    """A customer's acquisition came through this visitor: attribute it.
 
-    The weights are remembered, so a repeated conversion returns the same answer.
+    The answer is remembered, so a repeated conversion gets the same one, and a later
+    touch inside its lookback can revise it.
     """
-    status = DUPLICATE if customer_id in record.conversions else APPLIED
     if record.seen(source):
-        status = REDELIVERED
-    elif status == APPLIED:
-        touches = [stored.touch for stored in record.touches]
-        record.conversions[customer_id] = attribute(
-            touches, converted_at, rules.lookback_days, rules.model
-        )
+        known = customer_id in record.conversions
+        return Outcome(REDELIVERED, messages=_attributions(record, [customer_id] if known else []))
+    weights = _weights(record, converted_at, rules)
+    conversion = Conversion(converted_at, weights)
+    status = DUPLICATE if record.conversions.get(customer_id) == conversion else APPLIED
+    record.conversions[customer_id] = conversion
     record.mark(source)
-    weights = record.conversions.get(customer_id)
-    if weights is None:
-        return Outcome(status)
-    attribution = {"type": "attribution", "customer_id": customer_id, "weights": weights}
-    return Outcome(status, messages=[Message(CUSTOMER_UPDATES, customer_id, attribution)])
+    return Outcome(status, messages=_attributions(record, [customer_id]))

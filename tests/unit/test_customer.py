@@ -21,6 +21,7 @@ from tests.unit.events import event
 RULES = CustomerRules("USD", Decimal("0.30"))
 M = 1_000_000  # weight scale: one whole customer/order/cent
 DAY1 = day_of_date(dt.date(2026, 3, 1))
+AT1 = int(dt.datetime(2026, 3, 1, 10, tzinfo=dt.UTC).timestamp())  # purchase(day=1) time
 
 
 def purchase(order: str, amount: str, day: int = 1, **extra: object) -> Purchase:
@@ -63,7 +64,7 @@ def test_first_purchase_with_visitor_asks_for_attribution_and_waits() -> None:
     # a second purchase before the attribution returns also waits
     second = handle_purchase(record, purchase("o2", "50.00", day=2, margin="0.5"), src(6), RULES)
     assert (second.deltas, second.messages) == ([], [])
-    assert record.pending == {DAY1: (3000, 1), DAY1 + 1: (2500, 1)}
+    assert (record.revenue_cents, record.gross_profit_cents, record.orders) == (15000, 5500, 2)
 
 
 def test_attribution_sends_acquisition_and_backlog_split_by_weight() -> None:
@@ -71,7 +72,7 @@ def test_attribution_sends_acquisition_and_backlog_split_by_weight() -> None:
     handle_purchase(record, purchase("o1", "100.00", visitor_id="v1"), src(5), RULES)
     handle_purchase(record, purchase("o2", "50.00", day=2, margin="0.5"), src(6), RULES)
     weights = {"search": 750_000, "social": 250_000}
-    outcome = handle_attribution(record, weights, src(0, "customer-updates"))
+    outcome = handle_attribution(record, "v1", AT1, weights, src(0, "customer-updates"))
     assert outcome.status == APPLIED
     deltas = by_channel(outcome.deltas)
     # search: 3/4 customer, 3/4 of 30.00 on day 1 and 3/4 of 25.00 on day 2
@@ -156,5 +157,77 @@ def test_linked_visitor_is_used_for_attribution() -> None:
 def test_record_survives_a_json_round_trip() -> None:
     record = CustomerRecord("c1")
     handle_purchase(record, purchase("o1", "100.00", visitor_id="v1"), src(5), RULES)
-    handle_attribution(record, {"search": M}, src(0, "customer-updates"))
+    handle_attribution(record, "v1", AT1, {"search": M}, src(0, "customer-updates"))
+    handle_purchase(record, purchase("o2", "20.00", day=2), src(6), RULES)
     assert CustomerRecord.from_json(json.loads(json.dumps(record.to_json()))) == record
+
+
+def attributed(weights: dict[str, int]) -> CustomerRecord:
+    """c1 with o1 on day 1 (profit 30.00) through visitor v1, attributed ``weights``."""
+    record = CustomerRecord("c1")
+    handle_purchase(record, purchase("o1", "100.00", visitor_id="v1"), src(5), RULES)
+    handle_attribution(record, "v1", AT1, weights, src(0, "customer-updates"))
+    return record
+
+
+def test_new_weights_retract_the_old_channel_and_leave_all_unchanged() -> None:
+    record = attributed({"social": M})
+    handle_purchase(record, purchase("o2", "10.00", day=2), src(6), RULES)  # profit 3.00
+    outcome = handle_attribution(
+        record, "v1", AT1, {"search": 500_000, "social": 500_000}, src(1, "customer-updates")
+    )
+    assert outcome.status == APPLIED
+    half = 500_000
+    # social gave back half of everything it had; search got that half; all: no delta
+    assert by_channel(outcome.deltas) == {
+        "search": {
+            DAY1: Bucket(customers=half, gross_profit=3000 * half, orders=half),
+            DAY1 + 1: Bucket(gross_profit=300 * half, orders=half),
+        },
+        "social": {
+            DAY1: Bucket(customers=-half, gross_profit=-3000 * half, orders=-half),
+            DAY1 + 1: Bucket(gross_profit=-300 * half, orders=-half),
+        },
+    }
+    assert record.acquisition_channel == "search"  # tie: alphabetical
+
+
+def test_the_same_weights_again_or_for_another_acquisition_change_nothing() -> None:
+    record = attributed({"social": M})
+    same = handle_attribution(record, "v1", AT1, {"social": M}, src(1, "customer-updates"))
+    assert (same.status, same.deltas) == (DUPLICATE, [])
+    stale = handle_attribution(record, "v2", AT1, {"search": M}, src(2, "customer-updates"))
+    assert (stale.status, stale.deltas, record.weights) == (DUPLICATE, [], {"social": M})
+
+
+def test_an_earlier_order_arriving_late_becomes_the_acquisition() -> None:
+    record = attributed({"social": M})
+    earlier = purchase("o0", "10.00", day=1, visitor_id="v2")
+    earlier = earlier.model_copy(update={"occurred_at": dt.datetime(2026, 2, 27, tzinfo=dt.UTC)})
+    outcome = handle_purchase(record, earlier, src(6), RULES)
+    feb27 = DAY1 - 2
+    # the customer moves to 27 February, still on the old weights until v2 answers
+    moved = {
+        DAY1: Bucket(customers=-M),
+        feb27: Bucket(customers=M, gross_profit=300 * M, orders=M),
+    }
+    assert by_channel(outcome.deltas) == {"all": moved, "social": moved}
+    [conversion] = outcome.messages
+    assert (conversion.key, conversion.value["converted_at"]) == ("v2", AT1 - 2 * 86400 - 36000)
+    assert record.first_order_id == "o0"
+    # v1's answer about the old acquisition is now stale; v2's applies
+    stale = handle_attribution(record, "v1", AT1, {"search": M}, src(1, "customer-updates"))
+    assert stale.deltas == []
+    fresh = handle_attribution(
+        record, "v2", AT1 - 2 * 86400 - 36000, {"display": M}, src(2, "customer-updates")
+    )
+    assert sorted(by_channel(fresh.deltas)) == ["display", "social"]
+
+
+def test_a_redelivered_attribution_sends_its_deltas_again_identically() -> None:
+    record = attributed({"social": M})
+    update = src(1, "customer-updates")
+    first = handle_attribution(record, "v1", AT1, {"search": M}, update)
+    handle_purchase(record, purchase("o2", "10.00", day=2), src(6), RULES)
+    again = handle_attribution(record, "v1", AT1, {"search": M}, update)
+    assert (again.status, again.deltas) == (REDELIVERED, first.deltas)

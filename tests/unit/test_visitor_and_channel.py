@@ -65,10 +65,42 @@ def test_conversion_attributes_to_the_last_touch_and_answers_repeats_identically
     assert message.value == {
         "type": "attribution",
         "customer_id": "c1",
+        "visitor_id": "v1",
+        "converted_at": T,
         "weights": {"social": 1_000_000},
     }
     repeat = handle_conversion(record, "c1", T, Source("visitor-updates", 0, 1), RULES)
     assert (repeat.status, repeat.messages) == (DUPLICATE, outcome.messages)
+
+
+def test_a_touch_arriving_after_the_conversion_attributes_it_again() -> None:
+    record = VisitorRecord("v1")
+    handle_touch(record, click("search", 8), Source("ad-clicks", 0, 1), RULES)  # type: ignore[arg-type]
+    handle_conversion(record, "c1", T, Source("visitor-updates", 0, 0), RULES)
+    late = handle_touch(record, click("social", 11), Source("ad-clicks", 0, 2), RULES)  # type: ignore[arg-type]
+    [message] = late.messages
+    assert message.value["weights"] == {"social": 1_000_000}
+    # a touch after the conversion, or one that does not change the winner, sends nothing
+    after = handle_touch(record, click("display", 13), Source("ad-clicks", 0, 3), RULES)  # type: ignore[arg-type]
+    before = handle_touch(record, click("email", 9), Source("ad-clicks", 0, 4), RULES)  # type: ignore[arg-type]
+    assert (after.messages, before.messages) == ([], [])
+    # redelivered, the late touch sends its spend and the current attribution again
+    again = handle_touch(record, click("social", 11), Source("ad-clicks", 0, 2), RULES)  # type: ignore[arg-type]
+    assert (again.status, again.messages) == (REDELIVERED, late.messages)
+
+
+def test_touches_at_the_same_time_are_ordered_by_event_id_not_arrival() -> None:
+    def converted(order: list[str]) -> object:
+        record = VisitorRecord("v1")
+        for offset, (event_id, channel) in enumerate(order):
+            tie = click(channel, 9, event_id=event_id)
+            handle_touch(record, tie, Source("ad-clicks", 0, offset), RULES)  # type: ignore[arg-type]
+        outcome = handle_conversion(record, "c1", T, Source("visitor-updates", 0, 0), RULES)
+        return outcome.messages[0].value["weights"]
+
+    # last touch: the larger event_id wins the tie, whatever arrived last
+    assert converted([("k1", "search"), ("k2", "social")]) == {"social": 1_000_000}
+    assert converted([("k2", "social"), ("k1", "search")]) == {"social": 1_000_000}
 
 
 def test_identify_links_the_visitor_to_the_customer() -> None:
