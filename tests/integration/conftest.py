@@ -29,7 +29,9 @@ def stack() -> Iterator[StackEndpoints]:
 class Deployment:
     """A worker with its own topics (``prefix``), consumer group and Redis keys."""
 
-    def __init__(self, stack: StackEndpoints, tmp_path: Path) -> None:
+    def __init__(
+        self, stack: StackEndpoints, tmp_path: Path, extra_env: dict[str, str] | None = None
+    ) -> None:
         run = uuid.uuid4().hex[:8]
         self.stack = stack
         self.prefix = f"t{run}."
@@ -44,7 +46,9 @@ class Deployment:
             "LTVCAC_WEB_PORT": str(free_port()),
             "LTVCAC_SESSION_TIMEOUT_SECONDS": "6",
             "LTVCAC_PROJECTION_INTERVAL_SECONDS": "0.2",
+            **(extra_env or {}),
         }
+        tmp_path.mkdir(parents=True, exist_ok=True)
         self.worker = WorkerProcess(self.env, tmp_path / "worker.log")
         self.redis = redis.Redis.from_url(stack.redis_url, decode_responses=True)
 

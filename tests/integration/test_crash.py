@@ -1,0 +1,170 @@
+"""Crash test: SIGKILL the worker at random moments while it works through a long
+history with producer duplicates; every number must still equal the ground truth.
+
+``LTVCAC_CRASH_EVENTS`` (default 100000) and ``LTVCAC_CRASH_SEEDS`` (default "1,2",
+comma separated) size the run; each seed draws its own history, duplicates and kills.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import heapq
+import itertools
+import math
+import os
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stream.demo import demo_events
+from stream.devstack import StackEndpoints
+from tests.integration.conftest import Deployment, encode, wait_until
+from tests.reference import DAY, Truth, expected_gauges, ground_truth
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
+
+EVENTS = int(os.environ.get("LTVCAC_CRASH_EVENTS", "100000"))
+SEEDS = [int(seed) for seed in os.environ.get("LTVCAC_CRASH_SEEDS", "1,2").split(",")]
+KILLS = 4
+SHOPS = 8
+DUPLICATE_RATE = 0.05
+START = dt.datetime(2022, 1, 1, tzinfo=dt.UTC)
+GAUGES = (
+    "ltvcac_spend",
+    "ltvcac_new_customers",
+    "ltvcac_customer_acquisition_cost",
+    "ltvcac_payback_months",
+    "ltvcac_lifetime_value",
+    "ltvcac_ltv_cac_ratio",
+)
+Message = tuple[str, str, dict[str, Any]]
+
+
+def busy_shop(seed: int) -> Iterator[Message]:
+    """Several demo shops' traffic merged in time: 100,000 events span months, not years."""
+    shops = [demo_events(seed * 100 + shop, START, 3 * 365) for shop in range(SHOPS)]
+    return heapq.merge(*shops, key=lambda message: message[2]["occurred_at"])
+
+
+def with_duplicates(events: list[Message], rng: random.Random) -> list[Message]:
+    """About 5% of the events sent a second time a little later, as a retrying producer does."""
+    result: list[Message] = []
+    retries: list[tuple[int, Message]] = []
+    for index, event in enumerate(events):
+        result.append(event)
+        if rng.random() < DUPLICATE_RATE:
+            retries.append((index + rng.randint(0, 20), event))
+        result.extend(retry for due, retry in retries if due == index)
+        retries = [(due, retry) for due, retry in retries if due != index]
+    return result + [retry for _, retry in retries]
+
+
+def handled(deployment: Deployment) -> float:
+    """Messages the current worker process has handled since it started."""
+    return sum(deployment.gauges("ltvcac_events_total").values())
+
+
+def gauge_differences(deployment: Deployment, expected: dict[Any, float]) -> list[str]:
+    actual = {
+        (name, labels): value
+        for (name, labels), value in deployment.worker.samples().items()
+        if name in GAUGES
+    }
+    problems = [f"missing {key}" for key in expected.keys() - actual.keys()]
+    problems += [f"unexpected {key}={actual[key]}" for key in actual.keys() - expected.keys()]
+    problems += [
+        f"{key}: {actual[key]} != {value}"
+        for key, value in expected.items()
+        if key in actual and not math.isclose(actual[key], value, rel_tol=1e-9, abs_tol=1e-9)
+    ]
+    return sorted(problems)
+
+
+def money(value: int) -> str:
+    return f"{value / 100:.2f}"
+
+
+def timestamp(seconds: int) -> str:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def customer_differences(deployment: Deployment, truth: Truth) -> list[str]:
+    pipe = deployment.redis.pipeline(transaction=False)
+    ids = sorted(truth.customers)
+    for customer_id in ids:
+        pipe.hgetall(f"{deployment.redis_prefix}customer:{customer_id}")
+    problems = []
+    for customer_id, stored in zip(ids, pipe.execute(), strict=True):
+        customer = truth.customers[customer_id]
+        assert customer.first is not None
+        expected = {
+            "revenue": money(customer.revenue_cents),
+            "gross_profit": money(customer.profit_cents),
+            "orders": str(customer.orders),
+            "refunds": str(customer.refunds),
+            "acquisition_channel": customer.channel,
+            "first_order_at": timestamp(customer.first[0]),
+            "last_order_at": timestamp(customer.last_order_at),
+        }
+        wrong = {k: (stored.get(k), v) for k, v in expected.items() if stored.get(k) != v}
+        if wrong:
+            problems.append(f"{customer_id}: {wrong}")
+    return problems
+
+
+async def kill_at_random_moments(deployment: Deployment, rng: random.Random, total: int) -> int:
+    """SIGKILL the worker ``KILLS`` times, each after a random share of the work since
+    its last start (one of them right after a start, during table recovery)."""
+    recovery_kill = rng.randrange(KILLS)
+    for kill in range(KILLS):
+        if kill != recovery_kill:
+            threshold = rng.randint(total // 12, total // 6)
+            await wait_until(
+                lambda: handled(deployment) >= threshold,  # noqa: B023
+                timeout=300,
+                what=f"{threshold} messages handled before kill {kill + 1}",
+            )
+        await asyncio.to_thread(deployment.worker.kill)
+        await asyncio.to_thread(deployment.worker.start, 120)
+    return KILLS
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+async def test_random_sigkills_change_no_number(
+    stack: StackEndpoints, tmp_path: Path, seed: int
+) -> None:
+    rng = random.Random(seed)
+    events = list(itertools.islice(busy_shop(seed), EVENTS))
+    messages = with_duplicates(events, rng)
+    truth = ground_truth(event for _, _, event in events)
+    expected = expected_gauges(truth)
+    assert truth.watermark > (START.timestamp() + 30 * DAY)  # a long history, not a stub
+
+    deployment = Deployment(stack, tmp_path)
+    await asyncio.to_thread(deployment.worker.start)
+    try:
+        await deployment.publish([(topic, key, encode(event)) for topic, key, event in messages])
+        # about four messages are handled per input: it, its deltas and its updates
+        await kill_at_random_moments(deployment, rng, 4 * len(messages))
+        try:
+            await wait_until(
+                lambda: (
+                    not gauge_differences(deployment, expected)
+                    and not customer_differences(deployment, truth)
+                ),
+                timeout=600,
+                what="every gauge and every customer to equal the ground truth",
+            )
+        except pytest.fail.Exception:
+            gauges = gauge_differences(deployment, expected)
+            customers = customer_differences(deployment, truth)
+            pytest.fail(
+                f"{len(gauges)} gauge and {len(customers)} customer differences:\n"
+                + "\n".join(gauges[:20] + customers[:20])
+            )
+    finally:
+        await asyncio.to_thread(deployment.cleanup)
