@@ -11,7 +11,6 @@ import asyncio
 import datetime as dt
 import heapq
 import itertools
-import math
 import os
 import random
 from collections.abc import Iterator
@@ -23,7 +22,8 @@ import pytest
 from stream.demo import demo_events
 from stream.devstack import StackEndpoints
 from tests.integration.conftest import Deployment, encode, wait_until
-from tests.reference import DAY, Truth, expected_gauges, ground_truth
+from tests.integration.truth import wait_for_truth
+from tests.reference import DAY, expected_gauges, ground_truth
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
@@ -33,14 +33,6 @@ KILLS = 4
 SHOPS = 8
 DUPLICATE_RATE = 0.05
 START = dt.datetime(2022, 1, 1, tzinfo=dt.UTC)
-GAUGES = (
-    "ltvcac_spend",
-    "ltvcac_new_customers",
-    "ltvcac_customer_acquisition_cost",
-    "ltvcac_payback_months",
-    "ltvcac_lifetime_value",
-    "ltvcac_ltv_cac_ratio",
-)
 Message = tuple[str, str, dict[str, Any]]
 
 
@@ -66,54 +58,6 @@ def with_duplicates(events: list[Message], rng: random.Random) -> list[Message]:
 def handled(deployment: Deployment) -> float:
     """Messages the current worker process has handled since it started."""
     return sum(deployment.gauges("ltvcac_events_total").values())
-
-
-def gauge_differences(deployment: Deployment, expected: dict[Any, float]) -> list[str]:
-    actual = {
-        (name, labels): value
-        for (name, labels), value in deployment.worker.samples().items()
-        if name in GAUGES
-    }
-    problems = [f"missing {key}" for key in expected.keys() - actual.keys()]
-    problems += [f"unexpected {key}={actual[key]}" for key in actual.keys() - expected.keys()]
-    problems += [
-        f"{key}: {actual[key]} != {value}"
-        for key, value in expected.items()
-        if key in actual and not math.isclose(actual[key], value, rel_tol=1e-9, abs_tol=1e-9)
-    ]
-    return sorted(problems)
-
-
-def money(value: int) -> str:
-    return f"{value / 100:.2f}"
-
-
-def timestamp(seconds: int) -> str:
-    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat().replace("+00:00", "Z")
-
-
-def customer_differences(deployment: Deployment, truth: Truth) -> list[str]:
-    pipe = deployment.redis.pipeline(transaction=False)
-    ids = sorted(truth.customers)
-    for customer_id in ids:
-        pipe.hgetall(f"{deployment.redis_prefix}customer:{customer_id}")
-    problems = []
-    for customer_id, stored in zip(ids, pipe.execute(), strict=True):
-        customer = truth.customers[customer_id]
-        assert customer.first is not None
-        expected = {
-            "revenue": money(customer.revenue_cents),
-            "gross_profit": money(customer.profit_cents),
-            "orders": str(customer.orders),
-            "refunds": str(customer.refunds),
-            "acquisition_channel": customer.channel,
-            "first_order_at": timestamp(customer.first[0]),
-            "last_order_at": timestamp(customer.last_order_at),
-        }
-        wrong = {k: (stored.get(k), v) for k, v in expected.items() if stored.get(k) != v}
-        if wrong:
-            problems.append(f"{customer_id}: {wrong}")
-    return problems
 
 
 async def kill_at_random_moments(deployment: Deployment, rng: random.Random, total: int) -> int:
@@ -150,21 +94,6 @@ async def test_random_sigkills_change_no_number(
         await deployment.publish([(topic, key, encode(event)) for topic, key, event in messages])
         # about four messages are handled per input: it, its deltas and its updates
         await kill_at_random_moments(deployment, rng, 4 * len(messages))
-        try:
-            await wait_until(
-                lambda: (
-                    not gauge_differences(deployment, expected)
-                    and not customer_differences(deployment, truth)
-                ),
-                timeout=600,
-                what="every gauge and every customer to equal the ground truth",
-            )
-        except pytest.fail.Exception:
-            gauges = gauge_differences(deployment, expected)
-            customers = customer_differences(deployment, truth)
-            pytest.fail(
-                f"{len(gauges)} gauge and {len(customers)} customer differences:\n"
-                + "\n".join(gauges[:20] + customers[:20])
-            )
+        await wait_for_truth(deployment, expected, truth, timeout=600)
     finally:
         await asyncio.to_thread(deployment.cleanup)

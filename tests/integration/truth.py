@@ -1,0 +1,91 @@
+"""Compare a deployment's gauges and Redis customers with the ground truth."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import Deployment, wait_until
+from tests.reference import Truth
+
+GAUGES = (
+    "ltvcac_spend",
+    "ltvcac_new_customers",
+    "ltvcac_customer_acquisition_cost",
+    "ltvcac_payback_months",
+    "ltvcac_lifetime_value",
+    "ltvcac_ltv_cac_ratio",
+)
+
+
+def gauge_differences(deployment: Deployment, expected: dict[Any, float]) -> list[str]:
+    actual = {
+        (name, labels): value
+        for (name, labels), value in deployment.worker.samples().items()
+        if name in GAUGES
+    }
+    problems = [f"missing {key}" for key in expected.keys() - actual.keys()]
+    problems += [f"unexpected {key}={actual[key]}" for key in actual.keys() - expected.keys()]
+    problems += [
+        f"{key}: {actual[key]} != {value}"
+        for key, value in expected.items()
+        if key in actual and not math.isclose(actual[key], value, rel_tol=1e-9, abs_tol=1e-9)
+    ]
+    return sorted(problems)
+
+
+def money(value: int) -> str:
+    return f"{value / 100:.2f}"
+
+
+def timestamp(seconds: int) -> str:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def customer_differences(deployment: Deployment, truth: Truth) -> list[str]:
+    pipe = deployment.redis.pipeline(transaction=False)
+    ids = sorted(truth.customers)
+    for customer_id in ids:
+        pipe.hgetall(f"{deployment.redis_prefix}customer:{customer_id}")
+    problems = []
+    for customer_id, stored in zip(ids, pipe.execute(), strict=True):
+        customer = truth.customers[customer_id]
+        assert customer.first is not None
+        expected = {
+            "revenue": money(customer.revenue_cents),
+            "gross_profit": money(customer.profit_cents),
+            "orders": str(customer.orders),
+            "refunds": str(customer.refunds),
+            "acquisition_channel": customer.channel,
+            "first_order_at": timestamp(customer.first[0]),
+            "last_order_at": timestamp(customer.last_order_at),
+        }
+        wrong = {k: (stored.get(k), v) for k, v in expected.items() if stored.get(k) != v}
+        if wrong:
+            problems.append(f"{customer_id}: {wrong}")
+    return problems
+
+
+async def wait_for_truth(
+    deployment: Deployment, expected: dict[Any, float], truth: Truth, timeout: float
+) -> None:
+    """Wait until every gauge and every customer equal the truth; else list what differs."""
+    try:
+        await wait_until(
+            lambda: (
+                not gauge_differences(deployment, expected)
+                and not customer_differences(deployment, truth)
+            ),
+            timeout=timeout,
+            what="every gauge and every customer to equal the ground truth",
+        )
+    except pytest.fail.Exception:
+        gauges = gauge_differences(deployment, expected)
+        customers = customer_differences(deployment, truth)
+        pytest.fail(
+            f"{len(gauges)} gauge and {len(customers)} customer differences:\n"
+            + "\n".join(gauges[:20] + customers[:20])
+        )
