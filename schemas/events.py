@@ -1,14 +1,21 @@
 """Event contracts: one pydantic model per event type, JSON on the wire.
 
-Money arrives as a decimal string or a JSON number and is parsed to ``Decimal``;
-state keeps integer minor units (see ``stream.domain.money``).
+Money arrives as a plain decimal string (``"12.34"``) or a JSON number and is parsed to
+``Decimal``; state keeps integer minor units (see ``stream.domain.money``).
+
+The models are strict where pydantic's lax mode would guess: a timestamp is an RFC 3339
+string (never a number of seconds or milliseconds), a date is ``YYYY-MM-DD``, a money
+string is ASCII digits with an optional point (no exponent, spaces, underscores or
+non-ASCII digits), ``schema_version`` is the JSON integer 1 (not ``true`` or ``1.0``).
+Event times and dates must lie in [``EARLIEST_EVENT_TIME``, ``LATEST_EVENT_TIME``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -18,6 +25,9 @@ from pydantic import (
     Field,
     StringConstraints,
     TypeAdapter,
+    ValidatorFunctionWrapHandler,
+    WithJsonSchema,
+    WrapValidator,
     model_validator,
 )
 
@@ -25,6 +35,24 @@ SCHEMA_VERSION = 1
 RESERVED_CHANNELS = frozenset({"all"})
 MAX_AMOUNT = Decimal("1000000000")  # one billion per event is far beyond any real order
 MAX_SPEND_PERIOD_DAYS = 366
+
+# Fixed bounds of event time, the same on every machine and at every moment: whether an
+# event is valid must not depend on the wall clock, or a replay of last year's history
+# would dead-letter what the live run accepted (and "today" would differ by worker). The
+# bounds catch what no shop produces — epoch zero, year 9999, a default or corrupted
+# date — which would otherwise move the event-time watermark to a year nobody lives in
+# and empty every window. Period dates of ad spend lie in the same range.
+EARLIEST_EVENT_TIME = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)  # inclusive
+LATEST_EVENT_TIME = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)  # exclusive
+EARLIEST_DATE = EARLIEST_EVENT_TIME.date()  # inclusive
+LATEST_DATE = LATEST_EVENT_TIME.date() - dt.timedelta(days=1)  # inclusive
+
+TIMESTAMP_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
+DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+DECIMAL_PATTERN = r"^[0-9]+(\.[0-9]+)?$"
 
 
 def _two_decimals(value: Decimal) -> Decimal:
@@ -37,6 +65,58 @@ def _not_reserved(value: str) -> str:
     if value in RESERVED_CHANNELS:
         raise ValueError(f"channel name {value!r} is reserved")
     return value
+
+
+# The checks below wrap pydantic's own: what pydantic rejects keeps pydantic's message,
+# and what its lax mode would accept but the contract does not is rejected here.
+
+
+def _plain_decimal(value: Any, handler: ValidatorFunctionWrapHandler) -> Decimal:
+    parsed: Decimal = handler(value)
+    if isinstance(value, str) and re.fullmatch(DECIMAL_PATTERN, value) is None:
+        raise ValueError("not a plain decimal number (ASCII digits, an optional point, no sign)")
+    return parsed
+
+
+def _timestamp(value: Any, handler: ValidatorFunctionWrapHandler) -> dt.datetime:
+    parsed: dt.datetime = handler(value)
+    if not isinstance(value, str) or re.fullmatch(TIMESTAMP_PATTERN, value) is None:
+        raise ValueError("not an RFC 3339 timestamp string such as 2026-03-01T10:00:00Z")
+    if not EARLIEST_EVENT_TIME <= parsed < LATEST_EVENT_TIME:
+        raise ValueError(
+            f"event time outside {EARLIEST_EVENT_TIME:%Y-%m-%d} (inclusive) to"
+            f" {LATEST_EVENT_TIME:%Y-%m-%d} (exclusive), UTC"
+        )
+    return parsed
+
+
+def _date(value: Any, handler: ValidatorFunctionWrapHandler) -> dt.date:
+    parsed: dt.date = handler(value)
+    if not isinstance(value, str) or re.fullmatch(DATE_PATTERN, value) is None:
+        raise ValueError("not a date string such as 2026-03-01")
+    if not EARLIEST_DATE <= parsed <= LATEST_DATE:
+        raise ValueError(f"date outside {EARLIEST_DATE} to {LATEST_DATE} (inclusive)")
+    return parsed
+
+
+def _json_integer(value: Any, handler: ValidatorFunctionWrapHandler) -> int:
+    parsed: int = handler(value)
+    if type(value) is not int:  # not true, not 1.0
+        raise ValueError("not a JSON integer")
+    return parsed
+
+
+def _money_schema(minimum: Decimal, maximum: Decimal, *, exclusive_minimum: bool) -> Any:
+    """JSON Schema of money: a number in range, or a plain decimal string."""
+    low = "exclusiveMinimum" if exclusive_minimum else "minimum"
+    return WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", low: float(minimum), "maximum": float(maximum)},
+                {"type": "string", "pattern": DECIMAL_PATTERN},
+            ]
+        }
+    )
 
 
 Identifier = Annotated[
@@ -53,13 +133,33 @@ Amount = Annotated[
     Decimal,
     Field(gt=0, le=MAX_AMOUNT, allow_inf_nan=False),
     AfterValidator(_two_decimals),
+    WrapValidator(_plain_decimal),
+    _money_schema(Decimal(0), MAX_AMOUNT, exclusive_minimum=True),
 ]
 Cost = Annotated[
     Decimal,
     Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False),
     AfterValidator(_two_decimals),
+    WrapValidator(_plain_decimal),
+    _money_schema(Decimal(0), MAX_AMOUNT, exclusive_minimum=False),
 ]
-Margin = Annotated[Decimal, Field(ge=0, le=1, allow_inf_nan=False)]
+Margin = Annotated[
+    Decimal,
+    Field(ge=0, le=1, allow_inf_nan=False),
+    WrapValidator(_plain_decimal),
+    _money_schema(Decimal(0), Decimal(1), exclusive_minimum=False),
+]
+Timestamp = Annotated[
+    AwareDatetime,
+    WrapValidator(_timestamp),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": TIMESTAMP_PATTERN}),
+]
+Date = Annotated[
+    dt.date,
+    WrapValidator(_date),
+    WithJsonSchema({"type": "string", "format": "date", "pattern": DATE_PATTERN}),
+]
+Version = Annotated[Literal[1], WrapValidator(_json_integer)]
 
 
 class EventBase(BaseModel):
@@ -68,8 +168,11 @@ class EventBase(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     event_id: Identifier = Field(description="Producer-unique id, used for de-duplication.")
-    occurred_at: AwareDatetime = Field(description="Event time, RFC 3339 with offset.")
-    schema_version: Literal[1] = Field(description="Contract version of this event.")
+    occurred_at: Timestamp = Field(
+        description="Event time, RFC 3339 with offset, from 2000-01-01 (inclusive)"
+        " to 2100-01-01 (exclusive) UTC."
+    )
+    schema_version: Version = Field(description="Contract version of this event.")
 
 
 class Purchase(EventBase):
@@ -126,8 +229,12 @@ class AdSpend(EventBase):
     amount: Amount
     currency: Currency
     category: Literal["media", "salaries", "tools", "agency", "other"]
-    period_start: dt.date = Field(description="First day of the period (inclusive, UTC).")
-    period_end: dt.date = Field(description="Last day of the period (inclusive, UTC).")
+    period_start: Date = Field(
+        description="First day of the period (inclusive, UTC), 2000-01-01 to 2099-12-31."
+    )
+    period_end: Date = Field(
+        description="Last day of the period (inclusive, UTC), 2000-01-01 to 2099-12-31."
+    )
 
     @model_validator(mode="after")
     def _period_in_order(self) -> AdSpend:
