@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from schemas.topics import DEAD_LETTERS
 from stream.domain.channel import Source
-from stream.domain.ingest import Rejection, dead_letter
+from stream.domain.ingest import Rejection, dead_letter, dead_letter_key
 from stream.domain.outcome import REJECTED, Outcome
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ async def send_dead_letter(runtime: Runtime, message: Any, rejection: Rejection)
     envelope = dead_letter(
         rejection, topic, message.partition, message.offset, message.key, message.value
     )
-    key = (message.key or b"").decode("utf-8", errors="replace")
+    key = dead_letter_key(message.key).decode("utf-8", errors="replace")
     await runtime.send(DEAD_LETTERS, key, envelope)
 
 

@@ -26,6 +26,7 @@ MAX_DETAIL_PROBLEMS = 10  # problems named in a detail; the rest are counted
 # keeps the dead letter under Kafka's default 1 MB message limit, which a full copy of a
 # message near that limit would exceed (the send would fail and the input be lost).
 MAX_DEAD_LETTER_VALUE_BYTES = 256 * 1024
+MAX_DEAD_LETTER_KEY_BYTES = 1024  # keys are ids; a longer one is bad input itself
 MAX_VALUE_TEXT = 4096  # characters of a UTF-8 value repeated as text in its dead letter
 AnyEvent = Purchase | Refund | AdClick | AdSpend | Referral | Identify
 _TYPES = ", ".join(get_args(model.model_fields["type"].annotation)[0] for model in EVENT_MODELS)
@@ -107,6 +108,11 @@ def _short(text: str, limit: int = 64) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+def dead_letter_key(key: bytes | None) -> bytes:
+    """The key a dead letter is sent with: the original, cut so it always fits a message."""
+    return (key or b"")[:MAX_DEAD_LETTER_KEY_BYTES]
+
+
 def dead_letter(
     rejection: Rejection,
     topic: str,
@@ -136,7 +142,8 @@ def dead_letter(
         "topic": topic,
         "partition": partition,
         "offset": offset,
-        "key_b64": None if key is None else base64.b64encode(key).decode(),
+        "key_b64": None if key is None else base64.b64encode(dead_letter_key(key)).decode(),
+        "key_truncated": key is not None and len(key) > MAX_DEAD_LETTER_KEY_BYTES,
         "value_b64": None if raw is None else base64.b64encode(kept).decode(),
         "value_bytes": None if raw is None else len(raw),
         "value_truncated": raw is not None and len(kept) < len(raw),

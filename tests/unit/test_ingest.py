@@ -144,3 +144,15 @@ def test_a_dead_letter_keeps_the_start_of_a_value_too_big_to_copy() -> None:
     assert len(json.dumps(letter)) < 1_000_000 - 1_000
     at_limit = dead_letter(Rejection("oversized", "big"), "t", 0, 1, None, value[: 256 * 1024])
     assert at_limit["value_truncated"] is False
+
+
+def test_a_dead_letter_keeps_the_start_of_a_key_too_big_to_copy() -> None:
+    import base64
+
+    key = b"k" * 900_000  # a message may carry a key this long; a dead letter must not
+    letter = dead_letter(Rejection("key_mismatch", "long"), "purchases", 0, 1, key, b"{}")
+    assert base64.b64decode(str(letter["key_b64"])) == b"k" * 1024
+    assert letter["key_truncated"] is True
+    assert len(json.dumps(letter)) < 10_000
+    short = dead_letter(Rejection("key_mismatch", "x"), "purchases", 0, 1, b"c1", b"{}")
+    assert (base64.b64decode(str(short["key_b64"])), short["key_truncated"]) == (b"c1", False)
