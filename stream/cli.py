@@ -24,18 +24,62 @@ def _settings() -> Settings:
 
 
 def run_worker(settings: Settings) -> None:
-    """Run a worker in the foreground until SIGINT/SIGTERM."""
+    """Run a worker in the foreground until SIGINT/SIGTERM.
+
+    First it waits for Kafka (with backoff) and checks the topics; SIGINT/SIGTERM during
+    that wait ends it at once, with status 0. Then the Faust worker runs, with a watch
+    that reports Kafka outages (`stream.kafka_admin.KafkaWatch`).
+    """
+    import signal
+
     from faust import Worker
 
     from stream.app import create_runtime
-    from stream.kafka_admin import ensure_topics
+    from stream.kafka_admin import KafkaWatch, ensure_topics, tolerate_cancelled_fetches
+
+    async def topics_unless_stopped() -> str | None:
+        """None once the topics are ready; the signal's name if one came first."""
+        loop = asyncio.get_running_loop()
+        main = asyncio.current_task()
+        received: list[str] = []
+
+        def stop(signum: signal.Signals) -> None:
+            received.append(signum.name)
+            if main is not None:
+                main.cancel()
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop, signum)
+        try:
+            await ensure_topics(settings)
+        except asyncio.CancelledError:
+            if received:
+                return received[0]
+            raise
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+        return None
 
     try:
-        asyncio.run(ensure_topics(settings))
+        stopped_by = asyncio.run(topics_unless_stopped())
     except ConfigurationError as error:
         sys.exit(f"ltvcac: {error}")
+    if stopped_by is not None:
+        logging.getLogger("stream.cli").info(
+            "worker stopped before kafka was reached signal=%s", stopped_by
+        )
+        return
+    tolerate_cancelled_fetches()
     runtime = create_runtime(settings)
-    worker = Worker(runtime.app, loglevel=settings.log_level.upper(), quiet=True)
+    watch = KafkaWatch(settings)
+
+    class _Worker(Worker):
+        async def on_stop(self) -> None:  # before the app and the watch stop
+            watch.worker_stopping()
+            await super().on_stop()
+
+    worker = _Worker(runtime.app, watch, loglevel=settings.log_level.upper(), quiet=True)
     worker.execute_from_commandline()
 
 

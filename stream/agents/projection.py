@@ -25,13 +25,19 @@ def register(runtime: Runtime) -> None:
             for value in runtime.customers.values():
                 runtime.projection.customer_changed(CustomerRecord.from_json(value))
             rebuilt = True
-        try:
-            await runtime.projection.flush(runtime.figures())
+        try:  # while Redis is down the stream goes on; changes wait in the projection
+            await runtime.projection.flush(
+                runtime.figures(),
+                everything=lambda: map(CustomerRecord.from_json, runtime.customers.values()),
+                retry_max_seconds=runtime.settings.retry_max_seconds,
+            )
         except (RedisError, OSError) as error:
             runtime.counters.projection_errors.inc()
             log.warning(
-                "redis projection failed, will retry pending=%d error=%s",
+                "redis projection failed, retrying pending=%d attempt=%d retry_in=%.1fs error=%s",
                 runtime.projection.pending,
+                runtime.projection.failures,
+                runtime.projection.retry_in,
                 error,
             )
 

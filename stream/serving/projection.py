@@ -9,6 +9,14 @@ Layout (prefix from ``LTVCAC_REDIS_KEY_PREFIX``):
   ``cac:{window}``, ``payback_months:{window}``, ``ltv:{method}``,
   ``ltv_cac:{window}:{method}``; an undefined figure is absent.
 - ``{prefix}channels`` set: channel names present.
+- ``{prefix}projection:writer:{id}`` string with a one-hour expiry, one per running
+  worker: set by each write, so that a worker notices when Redis lost what it wrote.
+
+While Redis is down, changes wait in memory (the stream goes on) and each failed write
+is followed by a wait before the next one (0.5 s doubling up to
+``LTVCAC_RETRY_MAX_SECONDS``). A Redis that comes back may have lost everything (a
+restart without persistence, a flush, a failover to an empty replica): a worker whose
+marker key is gone writes every customer it holds again, not only what changed.
 """
 
 from __future__ import annotations
@@ -16,19 +24,26 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Iterable
+import time
+import uuid
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from stream.config import next_retry_delay
 from stream.domain.customer import CustomerRecord
 from stream.domain.figures import ChannelFigures
 from stream.domain.money import WEIGHT_SCALE
 
 log = logging.getLogger(__name__)
 RedisHash = dict[Any, str]  # field -> value; redis-py types its keys loosely
+# The writer marker outlives any pause between two writes of a running worker.
+_MARKER_TTL_SECONDS = 3600
 
 
 def _money(cents: int) -> str:
@@ -79,9 +94,19 @@ class RedisProjection:
     """Collects changed customers and writes them, with all channels, in one pipeline."""
 
     def __init__(self, url: str, prefix: str) -> None:
-        self._redis = aioredis.from_url(url)
+        # One quick retry on a fresh connection (a pooled one may be stale after a Redis
+        # restart); waiting out an outage is done by flush(), not inside the client.
+        self._redis = aioredis.from_url(
+            url, retry=Retry(NoBackoff(), 1), socket_connect_timeout=5.0, socket_timeout=10.0
+        )
         self._prefix = prefix
         self._dirty: dict[str, CustomerRecord] = {}
+        self._marker = f"{prefix}projection:writer:{uuid.uuid4().hex}"
+        self._marker_written = False
+        self._failures = 0
+        self._failing_since = 0.0
+        self._retry_in = 0.0
+        self._retry_at = 0.0
 
     def customer_changed(self, record: CustomerRecord) -> None:
         self._dirty[record.customer_id] = record
@@ -90,24 +115,77 @@ class RedisProjection:
     def pending(self) -> int:
         return len(self._dirty)
 
-    async def flush(self, channels: Iterable[ChannelFigures]) -> None:
-        """Write what changed; on a Redis error keep it for the next attempt and re-raise."""
+    @property
+    def failures(self) -> int:
+        """Failed writes since the last successful one."""
+        return self._failures
+
+    @property
+    def retry_in(self) -> float:
+        """Seconds flush() waits after the last failed write before it tries again."""
+        return self._retry_in
+
+    async def flush(
+        self,
+        channels: Iterable[ChannelFigures],
+        everything: Callable[[], Iterable[CustomerRecord]] | None = None,
+        retry_max_seconds: float = 30.0,
+    ) -> None:
+        """Write what changed; on a Redis error keep it for the next attempt and re-raise.
+
+        After a failure, calls return without writing until ``retry_in`` has passed.
+        When Redis no longer has this writer's marker, every customer ``everything``
+        yields is queued for the next write.
+        """
+        if time.monotonic() < self._retry_at:
+            return  # waiting before the next attempt
         batch, self._dirty = self._dirty, {}
         try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                for customer_id, record in batch.items():
-                    pipe.hset(
-                        f"{self._prefix}customer:{customer_id}", mapping=customer_fields(record)
-                    )
-                for figures in channels:
-                    key = f"{self._prefix}channel:{figures.channel}"
-                    pipe.delete(key)
-                    pipe.hset(key, mapping=channel_fields(figures))
-                    pipe.sadd(f"{self._prefix}channels", figures.channel)
-                await pipe.execute()
+            marker_found = await self._write(batch, channels)
         except (RedisError, OSError):
             self._dirty = {**batch, **self._dirty}
+            if not self._failures:
+                self._failing_since = time.monotonic()
+            self._failures += 1
+            self._retry_in = next_retry_delay(self._retry_in, retry_max_seconds)
+            self._retry_at = time.monotonic() + self._retry_in
             raise
+        if self._failures:
+            log.info(
+                "redis projection recovered attempts=%d down_for=%.1fs written=%d",
+                self._failures + 1,
+                time.monotonic() - self._failing_since,
+                len(batch),
+            )
+            self._failures, self._retry_in, self._retry_at = 0, 0.0, 0.0
+        if self._marker_written and not marker_found and everything is not None:
+            count = 0
+            for record in everything():
+                self._dirty.setdefault(record.customer_id, record)
+                count += 1
+            log.warning(
+                "redis projection keys missing (redis restarted empty or was flushed), "
+                "rewriting every customer customers=%d",
+                count,
+            )
+        self._marker_written = True
+
+    async def _write(
+        self, batch: dict[str, CustomerRecord], channels: Iterable[ChannelFigures]
+    ) -> bool:
+        """One transaction; True if this writer's marker was still in Redis."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.exists(self._marker)
+            for customer_id, record in batch.items():
+                pipe.hset(f"{self._prefix}customer:{customer_id}", mapping=customer_fields(record))
+            for figures in channels:
+                key = f"{self._prefix}channel:{figures.channel}"
+                pipe.delete(key)
+                pipe.hset(key, mapping=channel_fields(figures))
+                pipe.sadd(f"{self._prefix}channels", figures.channel)
+            pipe.set(self._marker, "1", ex=_MARKER_TTL_SECONDS)
+            results = await pipe.execute()
+        return bool(results[0])
 
     async def close(self) -> None:
         await self._redis.aclose()
