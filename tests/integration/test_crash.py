@@ -1,8 +1,8 @@
 """Crash test: SIGKILL the worker at random moments while it works through a long
 history with producer duplicates; every number must still equal the ground truth.
 
-``LTVCAC_CRASH_EVENTS`` (default 100000) and ``LTVCAC_CRASH_SEEDS`` (default "1,2",
-comma separated) size the run; each seed draws its own history, duplicates and kills.
+``LTVCAC_CRASH_RUNS`` lists the runs as ``seed:events`` pairs, comma separated
+(default ``1:100000,2:30000``); each seed draws its own history, duplicates and kills.
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ from tests.reference import DAY, expected_gauges, ground_truth
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
-EVENTS = int(os.environ.get("LTVCAC_CRASH_EVENTS", "100000"))
-SEEDS = [int(seed) for seed in os.environ.get("LTVCAC_CRASH_SEEDS", "1,2").split(",")]
+RUNS = [
+    tuple(int(part) for part in run.split(":"))
+    for run in os.environ.get("LTVCAC_CRASH_RUNS", "1:100000,2:30000").split(",")
+]
 KILLS = 4
 SHOPS = 8
 DUPLICATE_RATE = 0.05
@@ -77,14 +79,14 @@ async def kill_at_random_moments(deployment: Deployment, rng: random.Random, tot
     return KILLS
 
 
-@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize(("seed", "events"), RUNS)
 async def test_random_sigkills_change_no_number(
-    stack: StackEndpoints, tmp_path: Path, seed: int
+    stack: StackEndpoints, tmp_path: Path, seed: int, events: int
 ) -> None:
     rng = random.Random(seed)
-    events = list(itertools.islice(busy_shop(seed), EVENTS))
-    messages = with_duplicates(events, rng)
-    truth = ground_truth(event for _, _, event in events)
+    history = list(itertools.islice(busy_shop(seed), events))
+    messages = with_duplicates(history, rng)
+    truth = ground_truth(event for _, _, event in history)
     expected = expected_gauges(truth)
     assert truth.watermark > (START.timestamp() + 30 * DAY)  # a long history, not a stub
 
