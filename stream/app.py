@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import faust
+from faust.tables import GlobalTable, Table
+from faust.types import TP
 from prometheus_client import CollectorRegistry
 
 from schemas import topics as contract
@@ -24,6 +27,131 @@ from stream.transport import Transport
 log = logging.getLogger(__name__)
 
 
+class OwnedTable(Table[str, Any]):
+    """A table that knows which changelog partition holds each key, and which of its
+    partitions this worker owns with their recovery complete.
+
+    Faust keeps what it no longer owns: the memory store forgets on recovery only the
+    keys it read from a changelog, never those an agent wrote (faust/stores/memory.py,
+    ``on_recovery_completed`` and ``_key_partition``), so a revoked partition's records
+    stay readable; and while a partition is recovering its records are incomplete.
+    Readers that must show only what this worker is responsible for use
+    :meth:`owned_items`. A partition stops being owned when the rebalance that takes it
+    starts (the revoke) and becomes owned when the table's recovery after the
+    assignment has completed.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._key_partitions: dict[str, int] = {}
+        self._ready: set[int] = set()
+        self._revokes = 0  # rebalances started
+        self._assigned_at = -1  # value of _revokes when the last assignment arrived
+        self._last_actives: set[int] = set()  # active partitions at the last recovery
+        self._gained_pending: set[int] = set()  # newly assigned, recovery not yet complete
+        self._gained: set[int] = set()  # recovered since take_gained() was last called
+        self.app.on_partitions_revoked.connect(self._on_partitions_revoked)
+
+    @property
+    def ready_partitions(self) -> frozenset[int]:
+        return frozenset(self._ready)
+
+    def partition_of(self, key: str) -> int | None:
+        """The changelog partition of ``key`` (the one it was last written to or read from)."""
+        return self._key_partitions.get(key)
+
+    def owned_items(self, partitions: Iterable[int] | None = None) -> Iterator[tuple[str, Any]]:
+        """(key, value) of the keys in owned, recovered partitions (or in ``partitions``)."""
+        wanted = self._ready if partitions is None else set(partitions) & self._ready
+        if not wanted:
+            return
+        for key, value in list(self.items()):
+            if value is not None and self._key_partitions.get(key) in wanted:
+                yield key, value
+
+    def take_gained(self) -> set[int]:
+        """Partitions newly assigned to this worker whose recovery completed since the
+        last call: their keys are complete here now, and were written elsewhere before."""
+        gained, self._gained = self._gained & self._ready, set()
+        return gained
+
+    # -- where keys come from: agents' writes and changelog recovery
+
+    def send_changelog(
+        self,
+        partition: int | None,
+        key: Any,
+        value: Any,
+        key_serializer: Any = None,
+        value_serializer: Any = None,
+    ) -> Any:
+        future = super().send_changelog(partition, key, value, key_serializer, value_serializer)
+        if value is None:
+            self._key_partitions.pop(key, None)
+        else:
+            partition = future.message.partition  # final: faust partitions eagerly
+            assert partition is not None
+            self._key_partitions[key] = partition
+        return future
+
+    def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
+        events = list(batch)
+        for event in events:
+            key = self._to_key(event.key)
+            if event.message.value is None:
+                self._key_partitions.pop(key, None)
+            else:
+                self._key_partitions[key] = event.message.partition
+        super().apply_changelog_batch(events)
+
+    # -- ownership through a rebalance
+
+    def _mine(self, tps: Iterable[TP]) -> set[int]:
+        topic = self.changelog_topic_name
+        return {tp.partition for tp in tps if tp.topic == topic}
+
+    async def _on_partitions_revoked(self, _app: Any, /, *args: Any, **kwargs: Any) -> None:
+        # The start of a rebalance: stop showing what may be about to move elsewhere.
+        revoked: set[TP] = args[0] if args else kwargs.get("revoked", set())
+        self._revokes += 1
+        self._ready -= self._mine(revoked)
+
+    async def on_rebalance(
+        self,
+        assigned: set[TP],
+        revoked: set[TP],
+        newly_assigned: set[TP],
+        generation_id: int = 0,
+    ) -> None:
+        await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
+        self._ready &= self._mine(assigned)
+        self._gained_pending |= self._mine(newly_assigned)
+        self._assigned_at = self._revokes
+
+    async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
+        await super().on_recovery_completed(active_tps, standby_tps)
+        if self._assigned_at != self._revokes:
+            return  # another rebalance began since this assignment; its recovery decides
+        actives = self._mine(active_tps)
+        self._gained |= (self._gained_pending | (actives - self._last_actives)) & actives
+        self._gained_pending.clear()
+        self._last_actives = actives
+        self._ready = set(actives)  # a copy: revokes shrink it in place
+
+
+class SharedTable(GlobalTable):
+    """A global table every worker reads completely, whichever worker wrote a key.
+
+    Faust's memory store would forget on each recovery the keys of partitions that are
+    only standby here (faust/stores/memory.py ``on_recovery_completed`` keeps active
+    partitions only), and for a global table every partition is standby on every
+    worker: keep them.
+    """
+
+    async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
+        await super().on_recovery_completed(active_tps | standby_tps, standby_tps)
+
+
 @dataclass
 class Runtime:
     """Everything the agents share: the app, its topics and tables, and the outputs."""
@@ -31,9 +159,10 @@ class Runtime:
     settings: Settings
     app: faust.App
     topics: dict[str, Any]  # logical name -> faust topic
-    customers: Any
-    visitors: Any
-    channels: Any
+    customers: OwnedTable
+    visitors: OwnedTable
+    channels: OwnedTable
+    event_days: SharedTable  # channel -> its event-time "today", shared by all workers
     registry: CollectorRegistry
     counters: PipelineCounters
     projection: RedisProjection
@@ -42,17 +171,44 @@ class Runtime:
     ltv_params: LtvParams
 
     def channel_records(self) -> list[ChannelRecord]:
-        return [ChannelRecord.from_json(value) for value in self.channels.values()]
+        """The channels this worker exports: those in its owned, recovered partitions."""
+        return [ChannelRecord.from_json(value) for _, value in self.channels.owned_items()]
+
+    def today(self, records: Iterable[ChannelRecord]) -> int:
+        """The deployment's event-time "today": the newest of this worker's channels and
+        of the days every worker shared for its channels (``share_today``), so that each
+        worker computes every window from the same day as a single worker would."""
+        local = now_day(records, self.settings.allowed_lateness_seconds)
+        shared = [day for day in self.event_days.values() if isinstance(day, int)]
+        return max([local, *shared])
 
     def figures(self) -> list[ChannelFigures]:
+        """The figures of every channel this worker exports; a channel whose every
+        attribution was retracted (all buckets empty) is not exported."""
         records = self.channel_records()
-        today = now_day(records, self.settings.allowed_lateness_seconds)
+        today = self.today(records)
         return [
             channel_figures(
                 record, today, self.settings.windows, self.settings.ltv_methods, self.ltv_params
             )
             for record in sorted(records, key=lambda r: r.channel)
+            if record.buckets
         ]
+
+    def retired_channels(self) -> list[str]:
+        """Channels held here that are not exported any more (every bucket retracted)."""
+        return sorted(record.channel for record in self.channel_records() if not record.buckets)
+
+    async def share_today(self) -> None:
+        """Publish the event-time day of each owned channel that is newer than any day
+        shared so far (rarely: once per channel per day of event time at most)."""
+        lateness = self.settings.allowed_lateness_seconds
+        newest = self.today([])
+        for record in self.channel_records():
+            day = now_day([record], lateness)
+            if day > newest and day > (self.event_days.get(record.channel) or 0):
+                self.event_days[record.channel] = day
+                newest = day
 
     async def send(self, logical_topic: str, key: str, value: dict[str, Any]) -> None:
         await self.topics[logical_topic].send(key=key.encode(), value=json.dumps(value).encode())
@@ -124,13 +280,31 @@ def create_runtime(settings: Settings) -> Runtime:
         contract.DEAD_LETTERS: raw_topic(contract.DEAD_LETTERS),
     }
 
-    def table(name: str) -> Any:
-        return app.Table(
-            name,
+    def table(name: str) -> OwnedTable:
+        owned = OwnedTable(
+            app,
+            name=name,
             default=None,
+            beacon=app.tables.beacon,
             partitions=settings.topic_partitions,
             key_type=str,
         )
+        app.tables.add(owned)
+        return owned
+
+    event_days = SharedTable(
+        app,
+        name="event-days",
+        default=None,
+        beacon=app.tables.beacon,
+        partitions=1,
+        is_global=True,
+        use_partitioner=True,  # written from a timer, outside any stream
+        recovery_buffer_size=1,  # apply other workers' writes as they arrive
+        standby_buffer_size=1,
+        key_type=str,
+    )
+    app.tables.add(event_days)
 
     registry = CollectorRegistry()
     runtime = Runtime(
@@ -140,6 +314,7 @@ def create_runtime(settings: Settings) -> Runtime:
         customers=table("customers"),
         visitors=table("visitors"),
         channels=table("channels"),
+        event_days=event_days,
         registry=registry,
         counters=PipelineCounters(registry),
         projection=RedisProjection(settings.redis_url, settings.redis_key_prefix),
@@ -152,6 +327,7 @@ def create_runtime(settings: Settings) -> Runtime:
         ),
     )
     registry.register(ChannelFiguresCollector(runtime.figures))
+    app.timer(settings.projection_interval_seconds, name="share_today")(runtime.share_today)
 
     from stream.agents import register_all
 

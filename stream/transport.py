@@ -9,6 +9,13 @@ stops early and the worker restarts with part of its state missing.
 The high watermark in a Fetch response is right on every broker we know, so this
 transport checks each reported end offset with one fetch and keeps the larger value.
 On Apache Kafka both agree and the check costs one fetch per rebalance.
+
+It also rewinds, at the end of each recovery, the source partitions nobody has
+committed yet. Faust seeks every partition back to its committed offset then, so that
+records fetched during the rebalance and dropped (a partition paused for recovery
+after its fetch was issued) are read again; but aiokafka's ``seek_to_committed`` does
+not move a partition that has no committed offset, so such records were lost for
+good. The earliest-offset policy of the app says where those partitions start.
 """
 
 from __future__ import annotations
@@ -64,6 +71,23 @@ async def fetched_highwaters(
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        committed: Mapping[TP, int] = await self.call_thread(self._seek_to_committed_or_beginning)
+        return committed
+
+    async def _seek_to_committed_or_beginning(self) -> Mapping[TP, int]:
+        consumer = self._ensure_consumer()
+        committed: Mapping[TP, int] = await consumer.seek_to_committed()
+        app = self.consumer.app
+        if app.conf.consumer_auto_offset_reset == "earliest":
+            changelogs = app.tables.changelog_topics
+            uncommitted = [
+                tp for tp, offset in committed.items() if not offset and tp.topic not in changelogs
+            ]
+            if uncommitted:
+                await consumer.seek_to_beginning(*uncommitted)
+        return committed
+
     async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
         reported = await super()._highwaters(partitions)
         if self.consumer.in_transaction or not reported:

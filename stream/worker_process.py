@@ -72,6 +72,19 @@ class WorkerProcess:
                 result[(sample.name, frozenset(sample.labels.items()))] = sample.value
         return result
 
+    def channel_samples(self) -> dict[Sample, float]:
+        """The samples that belong to a channel (those with a ``channel`` label)."""
+        return {
+            (name, labels): value
+            for (name, labels), value in self.samples().items()
+            if any(label == "channel" for label, _ in labels)
+        }
+
+    @property
+    def running(self) -> bool:
+        """Started and not exited (nor stopped or killed) since."""
+        return self._process is not None and self._process.poll() is None
+
     def log_tail(self, lines: int = 40) -> str:
         try:
             return "\n".join(self._log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -102,3 +115,8 @@ class WorkerProcess:
 
 def label_set(**labels: str) -> frozenset[tuple[str, str]]:
     return frozenset(labels.items())
+
+
+def channel_of(sample: Sample) -> str | None:
+    """The ``channel`` label of a sample, if it has one."""
+    return dict(sample[1]).get("channel")

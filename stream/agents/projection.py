@@ -1,9 +1,16 @@
-"""Writes changed state to Redis on a timer; rebuilds it all once tables are recovered."""
+"""Writes changed state to Redis on a timer; after every rebalance, rewrites the customers
+of the partitions this worker gained once their recovery is complete.
+
+A customer applied by a worker that crashed before its next write may never have
+reached Redis, and the new owner does not see a redelivered event as a change, so the
+new owner rewrites every customer of a partition it takes over. Channels are written
+from ``runtime.figures()``: only those this worker exports.
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
 
@@ -16,20 +23,17 @@ log = logging.getLogger(__name__)
 
 
 def register(runtime: Runtime) -> None:
-    rebuilt = False
-
     @runtime.app.timer(runtime.settings.projection_interval_seconds)
     async def project() -> None:
-        nonlocal rebuilt
-        if not rebuilt and _recovered(runtime):
-            for value in runtime.customers.values():
-                runtime.projection.customer_changed(CustomerRecord.from_json(value))
-            rebuilt = True
+        rebuild_gained(runtime)
         try:  # while Redis is down the stream goes on; changes wait in the projection
             await runtime.projection.flush(
                 runtime.figures(),
-                everything=lambda: map(CustomerRecord.from_json, runtime.customers.values()),
+                everything=lambda: (
+                    CustomerRecord.from_json(value) for _, value in runtime.customers.owned_items()
+                ),
                 retry_max_seconds=runtime.settings.retry_max_seconds,
+                retired=runtime.retired_channels(),
             )
         except (RedisError, OSError) as error:
             runtime.counters.projection_errors.inc()
@@ -42,6 +46,13 @@ def register(runtime: Runtime) -> None:
             )
 
 
-def _recovered(runtime: Runtime) -> bool:
-    tables: Any = runtime.app.tables
-    return bool(tables.recovery.completed.is_set())
+def rebuild_gained(runtime: Runtime) -> None:
+    """Queue every customer of the partitions recovered here since the last call."""
+    gained = runtime.customers.take_gained()
+    if not gained:
+        return
+    count = 0
+    for _, value in runtime.customers.owned_items(gained):
+        runtime.projection.customer_changed(CustomerRecord.from_json(value))
+        count += 1
+    log.info("redis rebuild partitions=%s customers=%d", sorted(gained), count)

@@ -8,7 +8,8 @@ Layout (prefix from ``LTVCAC_REDIS_KEY_PREFIX``):
 - ``{prefix}channel:{name}`` hash: ``spend:{window}``, ``new_customers:{window}``,
   ``cac:{window}``, ``payback_months:{window}``, ``ltv:{method}``,
   ``ltv_cac:{window}:{method}``; an undefined figure is absent.
-- ``{prefix}channels`` set: channel names present.
+- ``{prefix}channels`` set: channel names present. A channel whose every attribution
+  was retracted by a later re-attribution loses its hash and its set member.
 - ``{prefix}projection:writer:{id}`` string with a one-hour expiry, one per running
   worker: set by each write, so that a worker notices when Redis lost what it wrote.
 
@@ -130,6 +131,7 @@ class RedisProjection:
         channels: Iterable[ChannelFigures],
         everything: Callable[[], Iterable[CustomerRecord]] | None = None,
         retry_max_seconds: float = 30.0,
+        retired: Iterable[str] = (),
     ) -> None:
         """Write what changed; on a Redis error keep it for the next attempt and re-raise.
 
@@ -141,7 +143,7 @@ class RedisProjection:
             return  # waiting before the next attempt
         batch, self._dirty = self._dirty, {}
         try:
-            marker_found = await self._write(batch, channels)
+            marker_found = await self._write(batch, channels, retired)
         except (RedisError, OSError):
             self._dirty = {**batch, **self._dirty}
             if not self._failures:
@@ -171,7 +173,10 @@ class RedisProjection:
         self._marker_written = True
 
     async def _write(
-        self, batch: dict[str, CustomerRecord], channels: Iterable[ChannelFigures]
+        self,
+        batch: dict[str, CustomerRecord],
+        channels: Iterable[ChannelFigures],
+        retired: Iterable[str],
     ) -> bool:
         """One transaction; True if this writer's marker was still in Redis."""
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -183,6 +188,9 @@ class RedisProjection:
                 pipe.delete(key)
                 pipe.hset(key, mapping=channel_fields(figures))
                 pipe.sadd(f"{self._prefix}channels", figures.channel)
+            for channel in retired:
+                pipe.delete(f"{self._prefix}channel:{channel}")
+                pipe.srem(f"{self._prefix}channels", channel)
             pipe.set(self._marker, "1", ex=_MARKER_TTL_SECONDS)
             results = await pipe.execute()
         return bool(results[0])

@@ -17,112 +17,36 @@ everything, and each customer counts with the minimum tenure of 30 days.
 
 from __future__ import annotations
 
-from typing import Any
+from tests.integration.events import click, purchase, referral, refund, spend, wire
 
-from tests.integration.conftest import encode
-
-
-def _event(event_type: str, event_id: str, at: str, **fields: Any) -> dict[str, Any]:
-    return {
-        "type": event_type,
-        "event_id": event_id,
-        "occurred_at": at,
-        "schema_version": 1,
-        **fields,
-    }
-
-
-def _click(event_id: str, at: str, visitor: str, channel: str, cost: str) -> tuple[str, str, bytes]:
-    body = _event(
-        "ad_click", event_id, at, visitor_id=visitor, channel=channel, cost=cost, currency="USD"
-    )
-    return ("ad-clicks", visitor, encode(body))
-
-
-def _purchase(
-    event_id: str, at: str, customer: str, order: str, amount: str, **extra: Any
-) -> tuple[str, str, bytes]:
-    body = _event(
-        "purchase",
-        event_id,
-        at,
-        customer_id=customer,
-        order_id=order,
-        amount=amount,
-        currency="USD",
-        **extra,
-    )
-    return ("purchases", customer, encode(body))
-
-
-MESSAGES: list[tuple[str, str, bytes]] = [
-    _click("k1", "2026-02-28T09:00:00Z", "v1", "search", "2.50"),
-    _click("k2", "2026-03-01T09:30:00Z", "v1", "search", "1.50"),
-    _click("k3", "2026-03-01T08:00:00Z", "v2", "social", "0.80"),
-    _click("k4", "2026-03-01T08:10:00Z", "v3", "social", "0.70"),
-    (
-        "ad-spend",
-        "search",
-        encode(
-            _event(
-                "ad_spend",
-                "s1",
-                "2026-03-01T00:00:00Z",
-                channel="search",
-                amount="70.00",
-                currency="USD",
-                category="agency",
-                period_start="2026-02-24",
-                period_end="2026-03-02",
-            )
+MESSAGES = wire(
+    [
+        click("k1", "2026-02-28T09:00:00Z", "v1", "search", "2.50"),
+        click("k2", "2026-03-01T09:30:00Z", "v1", "search", "1.50"),
+        click("k3", "2026-03-01T08:00:00Z", "v2", "social", "0.80"),
+        click("k4", "2026-03-01T08:10:00Z", "v3", "social", "0.70"),
+        spend(
+            "s1", "2026-03-01T00:00:00Z", "search", "70.00", "agency", "2026-02-24", "2026-03-02"
         ),
-    ),
-    (
-        "referrals",
-        "v4",
-        encode(
-            _event(
-                "referral",
-                "r1",
-                "2026-03-01T15:00:00Z",
-                referrer_customer_id="c1",
-                referred_visitor_id="v4",
-                reward_cost="5.00",
-                currency="USD",
-            )
+        referral("r1", "2026-03-01T15:00:00Z", "c1", "v4", "5.00"),
+        purchase(
+            "p1",
+            "2026-03-01T10:00:00+00:00",
+            "c1",
+            "o1",
+            "100.00",
+            cost_of_goods="40.00",
+            visitor_id="v1",
         ),
-    ),
-    _purchase(
-        "p1",
-        "2026-03-01T10:00:00+00:00",
-        "c1",
-        "o1",
-        "100.00",
-        cost_of_goods="40.00",
-        visitor_id="v1",
-    ),
-    _purchase("p3", "2026-03-01T11:00:00Z", "c2", "o3", "40.00", visitor_id="v2"),
-    _purchase("p4", "2026-03-01T13:00:00+01:00", "c3", "o4", "20.00", margin="0.25"),
-    _purchase("p2", "2026-03-02T09:00:00Z", "c1", "o2", "50.00", margin="0.5"),
-    (
-        "purchases",
-        "c1",
-        encode(
-            _event(
-                "refund",
-                "f1",
-                "2026-03-02T10:00:00Z",
-                customer_id="c1",
-                order_id="o1",
-                amount="20.00",
-                currency="USD",
-            )
+        purchase("p3", "2026-03-01T11:00:00Z", "c2", "o3", "40.00", visitor_id="v2"),
+        purchase("p4", "2026-03-01T13:00:00+01:00", "c3", "o4", "20.00", margin="0.25"),
+        purchase("p2", "2026-03-02T09:00:00Z", "c1", "o2", "50.00", margin="0.5"),
+        refund("f1", "2026-03-02T10:00:00Z", "c1", "o1", "20.00"),
+        purchase(
+            "p5", "2026-03-02T12:00:00Z", "c4", "o5", "30.00", cost_of_goods="20", visitor_id="v4"
         ),
-    ),
-    _purchase(
-        "p5", "2026-03-02T12:00:00Z", "c4", "o5", "30.00", cost_of_goods="20", visitor_id="v4"
-    ),
-]
+    ]
+)
 
 # channel -> (spend, new customers, historical LTV) over the lifetime (and 30d, 90d)
 EXPECTED = {

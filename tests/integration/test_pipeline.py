@@ -9,6 +9,7 @@ import pytest
 
 from stream.worker_process import label_set
 from tests.integration.conftest import Deployment, encode, wait_until
+from tests.integration.events import click, purchase, wire
 from tests.integration.scenario import (
     EXPECTED,
     MESSAGES,
@@ -184,3 +185,45 @@ async def test_malformed_events_become_dead_letters_and_neighbours_count(
         deployment.worker.samples()[("ltvcac_spend", label_set(channel="all", window="lifetime"))]
         == 0.0
     )
+
+
+async def test_a_channel_whose_only_customer_is_reattributed_disappears(
+    deployment: Deployment,
+) -> None:
+    order = purchase("p1", "2026-03-01T10:00:00Z", "c1", "o1", "10.00", visitor_id="v1")
+    await deployment.publish(wire([order]))
+
+    def channels_in_redis() -> set[str]:
+        return deployment.redis.smembers(deployment.redis_prefix + "channels")  # type: ignore[return-value]
+
+    lifetime_customers = label_set(channel="direct", window="lifetime")
+    await wait_until(
+        lambda: (
+            deployment.gauges("ltvcac_new_customers").get(lifetime_customers) == 1.0
+            and channels_in_redis() == {"all", "direct"}
+        ),
+        what="the customer as direct",
+    )
+
+    # the click came before the order but arrives after it, inside the allowed lateness
+    await deployment.publish(wire([click("k1", "2026-03-01T09:00:00Z", "v1", "search", "1.00")]))
+
+    def exported_channels() -> set[str]:
+        return {
+            dict(labels)["channel"]
+            for (name, labels) in deployment.worker.samples()
+            if name == "ltvcac_new_customers"
+        }
+
+    await wait_until(
+        lambda: (
+            exported_channels() == {"all", "search"} and channels_in_redis() == {"all", "search"}
+        ),
+        what="direct to be gone from the gauges and Redis",
+    )
+    assert deployment.redis_hash("channel:direct") == {}
+    assert (
+        deployment.gauges("ltvcac_new_customers")[label_set(channel="search", window="lifetime")]
+        == 1.0
+    )
+    assert deployment.redis_hash("customer:c1")["acquisition_channel"] == "search"

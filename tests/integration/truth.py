@@ -27,6 +27,11 @@ def gauge_differences(deployment: Deployment, expected: dict[Any, float]) -> lis
         for (name, labels), value in deployment.worker.samples().items()
         if name in GAUGES
     }
+    return sample_differences(actual, expected)
+
+
+def sample_differences(actual: dict[Any, float], expected: dict[Any, float]) -> list[str]:
+    """Why ``actual`` samples are not exactly ``expected`` (empty when they are)."""
     problems = [f"missing {key}" for key in expected.keys() - actual.keys()]
     problems += [f"unexpected {key}={actual[key]}" for key in actual.keys() - expected.keys()]
     problems += [
