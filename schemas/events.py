@@ -32,7 +32,7 @@ from pydantic import (
 )
 
 SCHEMA_VERSION = 1
-RESERVED_CHANNELS = frozenset({"all"})
+RESERVED_CHANNELS = frozenset({"all", "paid"})  # the blended and the paid figures
 MAX_AMOUNT = Decimal("1000000000")  # one billion per event is far beyond any real order
 MAX_SPEND_PERIOD_DAYS = 366
 
@@ -126,6 +126,13 @@ Channel = Annotated[
     str,
     StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$"),
     AfterValidator(_not_reserved),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^[a-z0-9][a-z0-9_.-]{0,63}$",
+            "not": {"enum": sorted(RESERVED_CHANNELS)},
+        }
+    ),
 ]
 Campaign = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]

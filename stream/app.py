@@ -317,16 +317,22 @@ def create_runtime(settings: Settings) -> Runtime:
         event_days=event_days,
         registry=registry,
         counters=PipelineCounters(registry),
-        projection=RedisProjection(settings.redis_url, settings.redis_key_prefix),
+        projection=RedisProjection(
+            settings.redis_url, settings.redis_key_prefix, settings.attribution_model
+        ),
         customer_rules=CustomerRules(settings.reporting_currency, settings.default_margin),
-        visitor_rules=VisitorRules(settings.reporting_currency, settings.attribution_lookback_days),
+        visitor_rules=VisitorRules(
+            settings.reporting_currency,
+            settings.attribution_lookback_days,
+            settings.time_decay_half_life_days,
+        ),
         ltv_params=LtvParams(
             settings.expected_lifetime_years,
             settings.yearly_retention_cost,
             settings.min_tenure_days,
         ),
     )
-    registry.register(ChannelFiguresCollector(runtime.figures))
+    registry.register(ChannelFiguresCollector(runtime.figures, settings.attribution_model))
     app.timer(settings.projection_interval_seconds, name="share_today")(runtime.share_today)
 
     from stream.agents import register_all

@@ -13,6 +13,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 WindowName = Literal["7d", "30d", "90d", "365d", "lifetime"]
 LtvMethod = Literal["historical", "formula"]
+AttributionModelName = Literal[
+    "first_touch", "last_touch", "linear", "time_decay", "position_based"
+]
 DEFAULT_WINDOWS: tuple[WindowName, ...] = ("30d", "90d", "lifetime")
 DEFAULT_METHODS: tuple[LtvMethod, ...] = ("historical", "formula")
 
@@ -68,6 +71,14 @@ class Settings(BaseSettings):
     )
     attribution_lookback_days: int = Field(
         30, ge=1, le=365, description="Touches older than this before the purchase do not count."
+    )
+    attribution_model: AttributionModelName = Field(
+        "last_touch",
+        description="Primary attribution model: names each customer's acquisition channel"
+        " (every model is exported side by side with a model label).",
+    )
+    time_decay_half_life_days: float = Field(
+        7.0, gt=0, le=365, description="Half-life of the time-decay attribution model, days."
     )
     allowed_lateness_seconds: int = Field(
         3600,

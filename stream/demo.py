@@ -425,24 +425,43 @@ TABLE_COLUMNS = (
 
 
 def render_table(samples: dict[Sample, float]) -> list[str]:
-    """Per-channel figures from a ``/metrics`` scrape; ``all`` (blended) last.
+    """Per-channel figures from a ``/metrics`` scrape; ``paid`` and ``all`` (blended) last.
 
-    Money in the reporting currency; LTV is the ``historical`` method, LTV:CAC uses
-    it with the 90-day CAC; payback in months. Undefined figures show as a dash.
+    Money in the reporting currency; figures of the primary attribution model; CAC fully
+    loaded; LTV is the ``historical`` method, LTV:CAC uses it with the 90-day CAC;
+    payback in months. Undefined figures show as a dash.
     """
+    model = next(
+        (
+            dict(labels)["model"]
+            for name, labels in samples
+            if name == "ltvcac_attribution_model_info"
+        ),
+        "last_touch",
+    )
     channels = sorted(
         {dict(labels)["channel"] for name, labels in samples if name == "ltvcac_spend"},
-        key=lambda channel: (channel == "all", channel),
+        key=lambda channel: (channel in ("all", "paid"), channel == "all", channel),
     )
     lines = ["".join(f"{title:>{width}}" for title, width in TABLE_COLUMNS)]
     for channel in channels:
-        window = {"channel": channel, "window": "90d"}
+        window = {"channel": channel, "window": "90d", "model": model}
         cells = (
             channel,
-            _fmt(_value(samples, "ltvcac_spend", **window)),
+            _fmt(_value(samples, "ltvcac_spend", channel=channel, window="90d")),
             _fmt_count(_value(samples, "ltvcac_new_customers", **window)),
-            _fmt(_value(samples, "ltvcac_customer_acquisition_cost", **window)),
-            _fmt(_value(samples, "ltvcac_lifetime_value", channel=channel, method="historical")),
+            _fmt(
+                _value(samples, "ltvcac_customer_acquisition_cost", **window, cost="fully_loaded")
+            ),
+            _fmt(
+                _value(
+                    samples,
+                    "ltvcac_lifetime_value",
+                    channel=channel,
+                    model=model,
+                    method="historical",
+                )
+            ),
             _fmt(_value(samples, "ltvcac_ltv_cac_ratio", **window, method="historical")),
             _fmt(_value(samples, "ltvcac_payback_months", **window), 1),
         )

@@ -1,7 +1,8 @@
 """Prometheus series. Figures are computed from channel state at scrape time, so a
 series exists exactly while this worker holds the channel's record.
 
-No per-customer label anywhere: label values are channels, windows and methods.
+No per-customer label anywhere: label values are channels, windows, attribution
+models, LTV methods, cost bases and spend categories.
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ class PipelineCounters:
 class ChannelFiguresCollector(Collector):
     """Exports every channel's figures; ``source`` returns them fresh on each scrape."""
 
-    def __init__(self, source: Callable[[], Iterable[ChannelFigures]]) -> None:
+    def __init__(self, source: Callable[[], Iterable[ChannelFigures]], primary_model: str) -> None:
         self._source = source
+        self._primary_model = primary_model
 
     def describe(self) -> list[GaugeMetricFamily]:
         return []  # figures are dynamic; skip the registration-time collect()
@@ -52,48 +54,76 @@ class ChannelFiguresCollector(Collector):
         for figures in self._source():
             families.add(figures)
         yield from families.all()
+        primary = GaugeMetricFamily(
+            "ltvcac_attribution_model_info",
+            "1 for the primary attribution model (LTVCAC_ATTRIBUTION_MODEL).",
+            labels=["model"],
+        )
+        primary.add_metric([self._primary_model], 1)
+        yield primary
 
 
 class _Families:
     def __init__(self) -> None:
-        cw, cwm, cm = ["channel", "window"], ["channel", "window", "method"], ["channel", "method"]
+        cw, cwm = ["channel", "window"], ["channel", "window", "model"]
         self.spend = GaugeMetricFamily(
-            "ltvcac_spend", "Acquisition spend in the window, reporting currency.", labels=cw
+            "ltvcac_spend",
+            "Acquisition spend in the window, every category, reporting currency.",
+            labels=cw,
+        )
+        self.spend_by_category = GaugeMetricFamily(
+            "ltvcac_spend_by_category",
+            "Acquisition spend in the window by category (media includes clicks and "
+            "referral rewards), reporting currency.",
+            labels=[*cw, "category"],
         )
         self.new_customers = GaugeMetricFamily(
             "ltvcac_new_customers",
-            "Customers acquired in the window (sum of attribution weights).",
-            labels=cw,
+            "Customers acquired in the window (sum of the model's attribution weights).",
+            labels=cwm,
         )
         self.cac = _Defined(
             "ltvcac_customer_acquisition_cost",
-            "Spend per new customer in the window, reporting currency.",
-            cw,
+            "Spend per new customer in the window, reporting currency; cost=media counts "
+            "clicks, referral rewards and media spend, cost=fully_loaded every category.",
+            [*cwm, "cost"],
         )
         self.payback = _Defined(
             "ltvcac_payback_months",
-            "Months of gross profit per customer needed to recover the CAC.",
-            cw,
+            "Months of gross profit per customer needed to recover the fully loaded CAC.",
+            cwm,
         )
         self.ltv = _Defined(
-            "ltvcac_lifetime_value", "Lifetime value per customer, reporting currency.", cm
+            "ltvcac_lifetime_value",
+            "Lifetime value per customer, reporting currency.",
+            ["channel", "model", "method"],
         )
-        self.ratio = _Defined("ltvcac_ltv_cac_ratio", "LTV divided by CAC.", cwm)
+        self.ratio = _Defined(
+            "ltvcac_ltv_cac_ratio",
+            "LTV divided by the fully loaded CAC.",
+            [*cwm, "method"],
+        )
 
     def add(self, figures: ChannelFigures) -> None:
         channel = figures.channel
         for window, per_window in figures.windows.items():
             self.spend.add_metric([channel, window], per_window.spend)
-            self.new_customers.add_metric([channel, window], per_window.new_customers)
-            self.cac.add([channel, window], per_window.cac)
-            self.payback.add([channel, window], per_window.payback_months)
-        for method, ltv in figures.ltv.items():
-            self.ltv.add([channel, method], ltv)
-        for (window, method), ratio in figures.ratio.items():
-            self.ratio.add([channel, window, method], ratio)
+            for category, spend in per_window.spend_by_category.items():
+                self.spend_by_category.add_metric([channel, window, category], spend)
+            for model, customers in per_window.new_customers.items():
+                self.new_customers.add_metric([channel, window, model], customers)
+            for (model, cost), cac in per_window.cac.items():
+                self.cac.add([channel, window, model, cost], cac)
+            for model, payback in per_window.payback_months.items():
+                self.payback.add([channel, window, model], payback)
+        for (model, method), ltv in figures.ltv.items():
+            self.ltv.add([channel, model, method], ltv)
+        for (window, model, method), ratio in figures.ratio.items():
+            self.ratio.add([channel, window, model, method], ratio)
 
     def all(self) -> Iterator[GaugeMetricFamily]:
         yield self.spend
+        yield self.spend_by_category
         yield self.new_customers
         for defined in (self.cac, self.payback, self.ltv, self.ratio):
             yield defined.values

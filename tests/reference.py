@@ -1,9 +1,13 @@
 """Ground truth from a list of events, computed without any of the service's code.
 
-A plain, slow restatement of the README's definitions for last-touch attribution:
-de-duplicate, credit each customer's earliest order to the latest touch of its
-visitor inside the lookback (``direct`` without one), sum money by event-time day.
-Tests compare what the service produced, however it was fed, with this.
+A plain, slow restatement of the README's definitions: de-duplicate, credit each
+customer's earliest order to the touches of its visitor inside the lookback (``direct``
+without one) by every attribution model, sum money by event-time day. Tests compare
+what the service produced, however it was fed, with this.
+
+Buckets are counters named as the README's Redis layout names figures: ``spend:{category}``
+in cents, and per model ``customers:{m}``, ``profit:{m}`` (cents) and ``orders:{m}``
+in millionths of a customer, weighted by the model.
 """
 
 from __future__ import annotations
@@ -16,6 +20,10 @@ from typing import Any
 
 DAY = 86_400
 WINDOW_DAYS = {"7d": 7, "30d": 30, "90d": 90, "365d": 365, "lifetime": None}
+MODELS = ("first_touch", "last_touch", "linear", "time_decay", "position_based")
+CATEGORIES = ("media", "salaries", "tools", "agency", "other")
+SCALE = 1_000_000
+Touch = tuple[int, str, str]  # (time, event_id, channel)
 
 
 @dataclass
@@ -27,19 +35,74 @@ class CustomerTruth:
     first: tuple[int, str] | None = None  # (time, order_id) of the acquisition
     last_order_at: int = 0
     visitor: str | None = None
-    channel: str = ""
+    weights: dict[str, dict[str, int]] = field(default_factory=dict)  # model -> weights
+    channel: str = ""  # of the primary model
 
 
 @dataclass
 class Truth:
     customers: dict[str, CustomerTruth] = field(default_factory=dict)
-    # channel -> day -> [spend cents, customers, gross profit cents, orders]
-    buckets: dict[str, dict[int, list[int]]] = field(default_factory=dict)
+    buckets: dict[str, dict[int, dict[str, int]]] = field(default_factory=dict)
     watermark: int = 0
 
-    def add(self, channel: str, day: int, index: int, amount: int) -> None:
-        for name in (channel, "all"):
-            self.buckets.setdefault(name, {}).setdefault(day, [0, 0, 0, 0])[index] += amount
+    def add(self, channel: str, day: int, key: str, amount: int) -> None:
+        counters = self.buckets.setdefault(channel, {}).setdefault(day, {})
+        counters[key] = counters.get(key, 0) + amount
+        if not counters[key]:
+            del counters[key]
+
+    def add_spend(self, channel: str, day: int, category: str, cents: int) -> None:
+        for name in (channel, "all") if channel == "direct" else (channel, "all", "paid"):
+            self.add(name, day, f"spend:{category}", cents)
+
+
+def shares(
+    model: str, touches: list[Touch], converted_at: int, half_life_days: float
+) -> list[float]:
+    """Each touch's raw share (touches oldest first)."""
+    n = len(touches)
+    if model == "first_touch":
+        return [1.0] + [0.0] * (n - 1)
+    if model == "last_touch":
+        return [0.0] * (n - 1) + [1.0]
+    if model == "linear":
+        return [1.0] * n
+    if model == "time_decay":
+        newest = touches[-1][0]  # ages from the newest touch: same proportions, no underflow
+        return [0.5 ** ((newest - at) / (half_life_days * DAY)) for at, _, _ in touches]
+    if n <= 2:  # position based
+        return [1.0] * n
+    return [0.4] + [0.2 / (n - 2)] * (n - 2) + [0.4]
+
+
+def millionths(by_channel: dict[str, float]) -> dict[str, int]:
+    """Largest remainder: floors, then one more to the largest fractions (ties by name)."""
+    total = sum(by_channel.values())
+    exact = {c: v / total * SCALE for c, v in by_channel.items()}
+    result = {c: int(v) for c, v in exact.items()}
+    missing = SCALE - sum(result.values())
+    for c in sorted(exact, key=lambda c: (result[c] - exact[c], c))[:missing]:
+        result[c] += 1
+    return {c: w for c, w in result.items() if w > 0}
+
+
+def attribution(
+    touches: list[Touch], converted_at: int, lookback_days: int, half_life_days: float
+) -> dict[str, dict[str, int]]:
+    inside = sorted(
+        t for t in touches if converted_at - lookback_days * DAY <= t[0] <= converted_at
+    )
+    if not inside:
+        return {model: {"direct": SCALE} for model in MODELS}
+    result = {}
+    for model in MODELS:
+        by_channel: dict[str, float] = {}
+        for (_, _, channel), share in zip(
+            inside, shares(model, inside, converted_at, half_life_days), strict=True
+        ):
+            by_channel[channel] = by_channel.get(channel, 0.0) + share
+        result[model] = millionths(by_channel)
+    return result
 
 
 def seconds(timestamp: str) -> int:
@@ -58,11 +121,13 @@ def ground_truth(
     events: Iterable[dict[str, Any]],
     lookback_days: int = 30,
     default_margin: Decimal = Decimal("0.30"),
+    half_life_days: float = 7.0,
+    primary: str = "last_touch",
 ) -> Truth:
     truth = Truth()
     seen_events: set[str] = set()
     orders: dict[str, tuple[str, int, int, int]] = {}  # order -> customer, at, amount, profit
-    touches: dict[str, list[tuple[int, str, str]]] = {}  # visitor -> (at, event_id, channel)
+    touches: dict[str, list[Touch]] = {}  # by visitor
     refunds: list[dict[str, Any]] = []
     for event in events:
         if event["event_id"] in seen_events:
@@ -93,7 +158,7 @@ def ground_truth(
             cost = cents(event["cost"] if kind == "ad_click" else event["reward_cost"])
             touches.setdefault(visitor, []).append((at, event["event_id"], channel))
             if cost:
-                truth.add(channel, at // DAY, 0, cost)
+                truth.add_spend(channel, at // DAY, "media", cost)
                 truth.watermark = max(truth.watermark, at)
         elif kind == "ad_spend":
             first = dt.date.fromisoformat(event["period_start"])
@@ -101,23 +166,30 @@ def ground_truth(
             base, odd = divmod(cents(event["amount"]), days)
             start = (first - dt.date(1970, 1, 1)).days
             for index in range(days):
-                truth.add(event["channel"], start + index, 0, base + (1 if index < odd else 0))
+                spend = base + (1 if index < odd else 0)
+                if spend:
+                    truth.add_spend(event["channel"], start + index, event["category"], spend)
             truth.watermark = max(truth.watermark, at)
+
+    def credit(customer: CustomerTruth, day: int, name: str, amount: int) -> None:
+        for model, weights in customer.weights.items():
+            paid = SCALE - weights.get("direct", 0)
+            for channel, weight in [*weights.items(), ("all", SCALE), ("paid", paid)]:
+                if weight:
+                    truth.add(channel, day, f"{name}:{model}", amount * weight)
 
     for customer in truth.customers.values():
         assert customer.first is not None
         converted_at = customer.first[0]
-        qualifying = [
-            touch
-            for touch in touches.get(customer.visitor or "", [])
-            if converted_at - lookback_days * DAY <= touch[0] <= converted_at
-        ]
-        customer.channel = max(qualifying)[2] if qualifying else "direct"
-        truth.add(customer.channel, converted_at // DAY, 1, 1)
+        visits = touches.get(customer.visitor or "", [])
+        customer.weights = attribution(visits, converted_at, lookback_days, half_life_days)
+        primary_weights = customer.weights[primary]
+        customer.channel = max(sorted(primary_weights), key=lambda c: primary_weights[c])
+        credit(customer, converted_at // DAY, "customers", 1)
     for customer_id, at, _, profit in orders.values():
-        channel = truth.customers[customer_id].channel
-        truth.add(channel, at // DAY, 2, profit)
-        truth.add(channel, at // DAY, 3, 1)
+        customer = truth.customers[customer_id]
+        credit(customer, at // DAY, "profit", profit)
+        credit(customer, at // DAY, "orders", 1)
         truth.watermark = max(truth.watermark, at)
     for refund in refunds:
         customer_id, _, amount, profit = orders[refund["order_id"]]
@@ -128,8 +200,11 @@ def ground_truth(
         customer.profit_cents -= reduction
         customer.refunds += 1
         at = seconds(refund["occurred_at"])
-        truth.add(customer.channel, at // DAY, 2, -reduction)
+        credit(customer, at // DAY, "profit", -reduction)
         truth.watermark = max(truth.watermark, at)
+    for days in truth.buckets.values():
+        for day in [day for day, counters in days.items() if not counters]:
+            del days[day]
     return truth
 
 
@@ -147,45 +222,63 @@ def expected_gauges(
     def put(name: str, value: float, **labels: str) -> None:
         gauges[(name, frozenset(labels.items()))] = value
 
+    def total(days: Iterable[dict[str, int]], key: str) -> int:
+        return sum(counters.get(key, 0) for counters in days)
+
     for channel, days in truth.buckets.items():
-        if not any(any(bucket) for bucket in days.values()):
+        if not days:
             continue
-        customers = sum(b[1] for b in days.values())
-        profit = sum(b[2] for b in days.values()) / 100
-        orders = sum(b[3] for b in days.values())
-        exposure = sum(
-            b[1] * min(max(today - day + 1, min_tenure_days), 365) / 365 for day, b in days.items()
-        )
-        trailing = [b for day, b in days.items() if day > today - 365]
-        ltv: dict[str, float] = {}
-        if customers > 0:
-            ltv["historical"] = profit / customers
-            if orders > 0:
-                per_year = sum(b[3] for b in trailing) / exposure
-                ltv["formula"] = profit / orders * per_year * lifetime_years
-        for method, value in ltv.items():
-            put("ltvcac_lifetime_value", value, channel=channel, method=method)
-        monthly = sum(b[2] for b in trailing) / 100 / exposure / 12 if exposure > 0 else None
+        trailing = [counters for day, counters in days.items() if day > today - 365]
         for window in windows:
             length = WINDOW_DAYS[window]
-            inside = [b for day, b in days.items() if length is None or day > today - length]
-            spend = sum(b[0] for b in inside) / 100
-            new = sum(b[1] for b in inside)
-            put("ltvcac_spend", spend, channel=channel, window=window)
-            put("ltvcac_new_customers", new, channel=channel, window=window)
-            if new <= 0:
-                continue
-            cac = spend / new
-            put("ltvcac_customer_acquisition_cost", cac, channel=channel, window=window)
-            if monthly is not None and monthly > 0:
-                put("ltvcac_payback_months", cac / monthly, channel=channel, window=window)
-            if cac > 0:
-                for method, value in ltv.items():
-                    put(
-                        "ltvcac_ltv_cac_ratio",
-                        value / cac,
-                        channel=channel,
-                        window=window,
-                        method=method,
-                    )
+            inside = [c for day, c in days.items() if length is None or day > today - length]
+            by_category = {c: total(inside, f"spend:{c}") / 100 for c in CATEGORIES}
+            put("ltvcac_spend", sum(by_category.values()), channel=channel, window=window)
+            for category, spend in by_category.items():
+                put(
+                    "ltvcac_spend_by_category",
+                    spend,
+                    channel=channel,
+                    window=window,
+                    category=category,
+                )
+        for model in MODELS:
+            customers = total(days.values(), f"customers:{model}") / SCALE
+            profit = total(days.values(), f"profit:{model}") / SCALE / 100
+            orders = total(days.values(), f"orders:{model}") / SCALE
+            exposure = sum(
+                c.get(f"customers:{model}", 0)
+                / SCALE
+                * min(max(today - day + 1, min_tenure_days), 365)
+                / 365
+                for day, c in days.items()
+            )
+            ltv: dict[str, float] = {}
+            if customers > 0:
+                ltv["historical"] = profit / customers
+                if orders > 0 and exposure > 0:
+                    per_year = total(trailing, f"orders:{model}") / SCALE / exposure
+                    ltv["formula"] = profit / orders * per_year * lifetime_years
+            for method, value in ltv.items():
+                put("ltvcac_lifetime_value", value, channel=channel, model=model, method=method)
+            trailing_profit = total(trailing, f"profit:{model}") / SCALE / 100
+            monthly = trailing_profit / exposure / 12 if exposure > 0 else None
+            for window in windows:
+                length = WINDOW_DAYS[window]
+                inside = [c for day, c in days.items() if length is None or day > today - length]
+                spend = sum(total(inside, f"spend:{c}") for c in CATEGORIES) / 100
+                media = total(inside, "spend:media") / 100
+                new = total(inside, f"customers:{model}") / SCALE
+                labels = {"channel": channel, "window": window, "model": model}
+                put("ltvcac_new_customers", new, **labels)
+                if new <= 0:
+                    continue
+                cac = spend / new
+                put("ltvcac_customer_acquisition_cost", cac, cost="fully_loaded", **labels)
+                put("ltvcac_customer_acquisition_cost", media / new, cost="media", **labels)
+                if monthly is not None and monthly > 0:
+                    put("ltvcac_payback_months", cac / monthly, **labels)
+                if cac > 0:
+                    for method, value in ltv.items():
+                        put("ltvcac_ltv_cac_ratio", value / cac, method=method, **labels)
     return gauges

@@ -16,6 +16,7 @@ from stream.agents.common import (
     reject,
     source_of,
 )
+from stream.domain.attribution import model_weights_from_json
 from stream.domain.customer import (
     CustomerRecord,
     handle_attribution,
@@ -57,7 +58,7 @@ async def handle(runtime: Runtime, message: Any) -> None:
                     record,
                     update["visitor_id"],
                     update["converted_at"],
-                    update["weights"],
+                    model_weights_from_json(update["weights"]),
                     source,
                 )
             else:

@@ -1,20 +1,24 @@
 """Attribution: a visitor's touches before a purchase -> channel weights summing to 1.
 
-A model maps the qualifying touches (oldest first) to raw shares; ``attribute``
-filters by the lookback, falls back to ``direct`` and turns shares into integer
-millionths that sum exactly to ``WEIGHT_SCALE``.
+Every model is computed side by side so that marketers can compare them; one of them
+(``LTVCAC_ATTRIBUTION_MODEL``) is primary: it names a customer's acquisition channel.
+A model maps the qualifying touches (oldest first) to raw shares per touch;
+``attribute`` filters by the lookback, falls back to ``direct``, sums shares by channel
+and turns them into integer millionths that sum exactly to ``WEIGHT_SCALE``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from stream.domain.money import WEIGHT_SCALE
 from stream.domain.timeline import SECONDS_PER_DAY
 
 DIRECT = "direct"
-Weights = dict[str, int]
+Weights = dict[str, int]  # channel -> millionths
+ModelWeights = dict[str, Weights]  # model -> its weights
+POSITION_ENDS = 0.4  # position based: the first and the last touch each take 40%
 
 
 @dataclass(frozen=True)
@@ -27,15 +31,51 @@ class Touch:
     campaign: str | None = None
 
 
-AttributionModel = Callable[[Sequence[Touch]], dict[str, float]]
+def first_touch(touches: Sequence[Touch], converted_at: int, half_life_days: float) -> list[float]:
+    """All credit to the oldest touch."""
+    return [1.0] + [0.0] * (len(touches) - 1)
 
 
-def last_touch(touches: Sequence[Touch]) -> dict[str, float]:
+def last_touch(touches: Sequence[Touch], converted_at: int, half_life_days: float) -> list[float]:
     """All credit to the most recent touch."""
-    return {touches[-1].channel: 1.0}
+    return [0.0] * (len(touches) - 1) + [1.0]
 
 
-MODELS: dict[str, AttributionModel] = {"last_touch": last_touch}
+def linear(touches: Sequence[Touch], converted_at: int, half_life_days: float) -> list[float]:
+    """Equal credit to every touch."""
+    return [1.0] * len(touches)
+
+
+def time_decay(touches: Sequence[Touch], converted_at: int, half_life_days: float) -> list[float]:
+    """Credit halves for every half-life a touch lies before the conversion.
+
+    Ages count from the newest touch (the same proportions), so the largest share is 1
+    and a short half-life never underflows every share to zero.
+    """
+    half_life = half_life_days * SECONDS_PER_DAY
+    newest = touches[-1].occurred_at
+    return [0.5 ** ((newest - touch.occurred_at) / half_life) for touch in touches]
+
+
+def position_based(
+    touches: Sequence[Touch], converted_at: int, half_life_days: float
+) -> list[float]:
+    """40% to the first and to the last touch, 20% shared by those between; one touch
+    takes all, two share equally."""
+    count = len(touches)
+    if count <= 2:
+        return [1.0] * count
+    middle = (1 - 2 * POSITION_ENDS) / (count - 2)
+    return [POSITION_ENDS] + [middle] * (count - 2) + [POSITION_ENDS]
+
+
+MODELS = {
+    "first_touch": first_touch,
+    "last_touch": last_touch,
+    "linear": linear,
+    "time_decay": time_decay,
+    "position_based": position_based,
+}
 
 
 def qualifying_touches(
@@ -54,13 +94,21 @@ def attribute(
     touches: Sequence[Touch],
     converted_at: int,
     lookback_days: int,
-    model: AttributionModel = last_touch,
-) -> Weights:
-    """Channel weights in millionths; no qualifying touch means ``direct``."""
+    half_life_days: float = 7.0,
+) -> ModelWeights:
+    """Channel weights in millionths for every model; no qualifying touch means ``direct``."""
     qualifying = qualifying_touches(touches, converted_at, lookback_days)
     if not qualifying:
-        return {DIRECT: WEIGHT_SCALE}
-    return to_millionths(model(qualifying))
+        return {model: {DIRECT: WEIGHT_SCALE} for model in MODELS}
+    result = {}
+    for name, model in MODELS.items():
+        by_channel: dict[str, float] = {}
+        for touch, share in zip(
+            qualifying, model(qualifying, converted_at, half_life_days), strict=True
+        ):
+            by_channel[touch.channel] = by_channel.get(touch.channel, 0.0) + share
+        result[name] = to_millionths(by_channel)
+    return result
 
 
 def to_millionths(shares: dict[str, float]) -> Weights:
@@ -73,3 +121,17 @@ def to_millionths(shares: dict[str, float]) -> Weights:
     for channel in by_remainder[:shortfall]:
         weights[channel] += 1
     return {channel: weight for channel, weight in sorted(weights.items()) if weight > 0}
+
+
+def model_weights_from_json(value: object) -> ModelWeights:
+    """Weights of every model from an internal message; ValueError when malformed."""
+    if not isinstance(value, dict) or set(value) != set(MODELS):
+        raise ValueError(f"weights must name every model {sorted(MODELS)}")
+    for weights in value.values():
+        if not isinstance(weights, dict) or not all(
+            isinstance(c, str) and isinstance(w, int) and w > 0 for c, w in weights.items()
+        ):
+            raise ValueError("weights must map channels to positive integers")
+        if sum(weights.values()) != WEIGHT_SCALE:
+            raise ValueError(f"weights must sum to {WEIGHT_SCALE}")
+    return value

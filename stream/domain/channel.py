@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-ALL_CHANNELS = "all"
+ALL_CHANNELS = "all"  # blended: every channel
+PAID_CHANNELS = "paid"  # every channel but direct
 
 
 @dataclass(frozen=True)
@@ -43,27 +44,61 @@ class AppliedOffsets:
         self.offsets[source.stream] = max(self.offsets.get(source.stream, -1), source.offset)
 
 
+SPEND_CATEGORIES = ("media", "salaries", "tools", "agency", "other")
+MEDIA = "media"  # clicks and referral rewards are media spend too
+
+
+def spend_key(category: str) -> str:
+    return f"spend:{category}"
+
+
+def customers_key(model: str) -> str:
+    return f"customers:{model}"
+
+
+def profit_key(model: str) -> str:
+    return f"profit:{model}"
+
+
+def orders_key(model: str) -> str:
+    return f"orders:{model}"
+
+
 @dataclass
 class Bucket:
-    """One day of one channel. Weighted fields are in millionths of a customer/order/cent."""
+    """One day of one channel: named integer counters, absent when zero.
 
-    spend_cents: int = 0
-    customers: int = 0
-    gross_profit: int = 0
-    orders: int = 0
+    ``spend:{category}`` in cents; ``customers:{model}``, ``profit:{model}`` (cents) and
+    ``orders:{model}`` in millionths, weighted by that attribution model's weights.
+    """
 
-    def add(self, other: Bucket) -> None:
-        self.spend_cents += other.spend_cents
-        self.customers += other.customers
-        self.gross_profit += other.gross_profit
-        self.orders += other.orders
+    counts: dict[str, int] = field(default_factory=dict)
 
-    def to_list(self) -> list[int]:
-        return [self.spend_cents, self.customers, self.gross_profit, self.orders]
+    def get(self, key: str) -> int:
+        return self.counts.get(key, 0)
+
+    def add(self, other: Bucket, sign: int = 1) -> None:
+        for key, value in other.counts.items():
+            total = self.counts.get(key, 0) + sign * value
+            if total:
+                self.counts[key] = total
+            else:
+                self.counts.pop(key, None)
+
+    @property
+    def spend_cents(self) -> int:
+        """Spend of every category (fully loaded)."""
+        return sum(self.get(spend_key(category)) for category in SPEND_CATEGORIES)
+
+    def __bool__(self) -> bool:
+        return bool(self.counts)
+
+    def to_json(self) -> dict[str, int]:
+        return dict(self.counts)
 
     @classmethod
-    def from_list(cls, values: list[int]) -> Bucket:
-        return cls(*values)
+    def from_json(cls, counts: dict[str, int]) -> Bucket:
+        return cls(dict(counts))
 
 
 @dataclass(frozen=True)
@@ -85,7 +120,7 @@ class ChannelDelta:
                 self.source.seq,
             ],
             "occurred_at": self.occurred_at,
-            "buckets": {str(day): bucket.to_list() for day, bucket in self.buckets.items()},
+            "buckets": {str(day): bucket.to_json() for day, bucket in self.buckets.items()},
         }
 
     @classmethod
@@ -95,7 +130,7 @@ class ChannelDelta:
             channel=data["channel"],
             source=Source(topic, partition, offset, seq),
             occurred_at=data["occurred_at"],
-            buckets={int(day): Bucket.from_list(v) for day, v in data["buckets"].items()},
+            buckets={int(day): Bucket.from_json(v) for day, v in data["buckets"].items()},
         )
 
 
@@ -121,7 +156,7 @@ class ChannelRecord:
         for day, change in delta.buckets.items():
             bucket = self.buckets.setdefault(day, Bucket())
             bucket.add(change)
-            if bucket == Bucket():
+            if not bucket:
                 del self.buckets[day]  # retracted: the record is the same as if never sent
         self.watermark = max(self.watermark, delta.occurred_at)
         return True
@@ -129,7 +164,7 @@ class ChannelRecord:
     def to_json(self) -> dict[str, Any]:
         return {
             "channel": self.channel,
-            "buckets": {str(day): bucket.to_list() for day, bucket in self.buckets.items()},
+            "buckets": {str(day): bucket.to_json() for day, bucket in self.buckets.items()},
             "applied": {stream: list(pos) for stream, pos in self.applied.items()},
             "watermark": self.watermark,
             "spend_event_ids": self.spend_event_ids,
@@ -139,7 +174,7 @@ class ChannelRecord:
     def from_json(cls, data: dict[str, Any]) -> ChannelRecord:
         return cls(
             channel=data["channel"],
-            buckets={int(day): Bucket.from_list(v) for day, v in data["buckets"].items()},
+            buckets={int(day): Bucket.from_json(v) for day, v in data["buckets"].items()},
             applied={stream: (pos[0], pos[1]) for stream, pos in data["applied"].items()},
             watermark=data["watermark"],
             spend_event_ids=dict(data["spend_event_ids"]),

@@ -25,8 +25,18 @@ from decimal import Decimal
 from typing import Any
 
 from schemas.events import Purchase, Refund
-from stream.domain.attribution import DIRECT, Weights
-from stream.domain.channel import ALL_CHANNELS, AppliedOffsets, Bucket, ChannelDelta, Source
+from stream.domain.attribution import DIRECT, MODELS, ModelWeights, Weights
+from stream.domain.channel import (
+    ALL_CHANNELS,
+    PAID_CHANNELS,
+    AppliedOffsets,
+    Bucket,
+    ChannelDelta,
+    Source,
+    customers_key,
+    orders_key,
+    profit_key,
+)
 from stream.domain.money import WEIGHT_SCALE, gross_profit_cents, share_cents, to_cents
 from stream.domain.outcome import (
     APPLIED,
@@ -73,12 +83,15 @@ class RefundEntry:
 
 @dataclass
 class Attribution:
-    """Weights in force from ``version`` on; ``offset`` of the message that set them,
-    or -1 when the record set them itself (an acquisition without a visitor)."""
+    """Weights of every model in force from ``version`` on; ``offset`` of the message
+    that set them, or -1 when the record set them itself (acquired without a visitor)."""
 
     version: int
-    weights: Weights
+    weights: ModelWeights
     offset: int
+
+
+DIRECT_WEIGHTS: ModelWeights = {model: {DIRECT: WEIGHT_SCALE} for model in MODELS}
 
 
 @dataclass
@@ -115,13 +128,17 @@ class CustomerRecord(AppliedOffsets):
         return None if first is None else self.order_book[first].visitor
 
     @property
-    def weights(self) -> Weights | None:
+    def model_weights(self) -> ModelWeights | None:
+        """The weights of every attribution model, once the acquisition is attributed."""
         return self.attributions[-1].weights if self.attributions else None
 
-    @property
-    def acquisition_channel(self) -> str | None:
-        """The channel with the largest weight (ties: alphabetical)."""
-        weights = self.weights
+    def weights(self, model: str) -> Weights | None:
+        weights = self.model_weights
+        return None if weights is None else weights[model]
+
+    def acquisition_channel(self, model: str) -> str | None:
+        """The channel with the largest weight in ``model`` (ties: alphabetical)."""
+        weights = self.weights(model)
         if not weights:
             return None
         return max(sorted(weights), key=lambda channel: weights[channel])
@@ -152,7 +169,7 @@ class CustomerRecord(AppliedOffsets):
             version=data["version"],
             order_book={oid: Order(*v) for oid, v in data["order_book"].items()},
             refund_book={eid: RefundEntry(*v) for eid, v in data["refund_book"].items()},
-            attributions=[Attribution(v, dict(w), o) for v, w, o in data["attributions"]],
+            attributions=[Attribution(v, w, o) for v, w, o in data["attributions"]],
             linked_visitors=list(data["linked_visitors"]),
             offsets=dict(data["offsets"]),
         )
@@ -188,10 +205,10 @@ def handle_purchase(
     record.revenue_cents += amount
     record.gross_profit_cents += profit
     record.orders += 1
-    direct = {DIRECT: WEIGHT_SCALE}
-    if record.first_order_id != acquisition_before and visitor is None and record.weights != direct:
+    acquired_now = record.first_order_id != acquisition_before
+    if acquired_now and visitor is None and record.model_weights != DIRECT_WEIGHTS:
         # Acquired without a visitor: direct, known at once.
-        record.attributions.append(Attribution(record.version, direct, -1))
+        record.attributions.append(Attribution(record.version, DIRECT_WEIGHTS, -1))
         del record.attributions[:-MAX_ATTRIBUTIONS]
     record.mark(source)
     return Outcome(APPLIED, *_purchase_outputs(record, event.order_id, source))
@@ -258,7 +275,11 @@ def _refund_deltas(record: CustomerRecord, event_id: str, source: Source) -> lis
 
 
 def handle_attribution(
-    record: CustomerRecord, visitor_id: str, converted_at: int, weights: Weights, source: Source
+    record: CustomerRecord,
+    visitor_id: str,
+    converted_at: int,
+    weights: ModelWeights,
+    source: Source,
 ) -> Outcome:
     """The visitor's attribution of this customer's acquisition came back (or changed).
 
@@ -272,10 +293,10 @@ def handle_attribution(
         return Outcome(REDELIVERED)
     current = (record.converting_visitor, record.first_order_at)
     record.mark(source)
-    if current != (visitor_id, converted_at) or record.weights == weights:
+    if current != (visitor_id, converted_at) or record.model_weights == weights:
         return Outcome(DUPLICATE)
     record.version += 1
-    record.attributions.append(Attribution(record.version, dict(weights), source.offset))
+    record.attributions.append(Attribution(record.version, weights, source.offset))
     del record.attributions[:-MAX_ATTRIBUTIONS]
     return Outcome(APPLIED, _deltas(record, record.version, source))
 
@@ -299,8 +320,10 @@ def _deltas(record: CustomerRecord, version: int, source: Source) -> list[Channe
         old, new = before.get(channel, {}), after.get(channel, {})
         change = {}
         for day in sorted(old.keys() | new.keys()):
-            bucket = _difference(new.get(day, Bucket()), old.get(day, Bucket()))
-            if bucket != Bucket():
+            bucket = Bucket()
+            bucket.add(new.get(day, Bucket()))
+            bucket.add(old.get(day, Bucket()), sign=-1)
+            if bucket:
                 change[day] = bucket
         if change:
             deltas.append(ChannelDelta(channel, source, latest, change))
@@ -310,33 +333,39 @@ def _deltas(record: CustomerRecord, version: int, source: Source) -> list[Channe
 def _contribution(record: CustomerRecord, version: int) -> tuple[Contribution, int]:
     """The weighted buckets this customer puts in each channel at ``version``, and the
     latest event time among the inputs up to it (the deltas' time, for watermarks)."""
-    weights = next((a.weights for a in reversed(record.attributions) if a.version <= version), None)
+    model_weights = next(
+        (a.weights for a in reversed(record.attributions) if a.version <= version), None
+    )
     orders = [(oid, o) for oid, o in record.order_book.items() if o.version <= version]
     refunds = [r for r in record.refund_book.values() if r.version <= version]
     latest = max([o.at for _, o in orders] + [r.at for r in refunds], default=0)
-    if weights is None or not orders:
+    if model_weights is None or not orders:
         return {}, latest
-    days: dict[int, Bucket] = {}
+    days: dict[int, list[int]] = {}  # day -> [customers, gross profit cents, orders]
     for _, order in orders:
-        days.setdefault(day_of(order.at), Bucket()).add(
-            Bucket(gross_profit=order.profit_cents, orders=1)
-        )
+        totals = days.setdefault(day_of(order.at), [0, 0, 0])
+        totals[1] += order.profit_cents
+        totals[2] += 1
     for refund in refunds:
-        days.setdefault(day_of(refund.at), Bucket()).gross_profit -= refund.profit_cents
+        days.setdefault(day_of(refund.at), [0, 0, 0])[1] -= refund.profit_cents
     first = _first_order(orders)
     assert first is not None
-    days.setdefault(day_of(record.order_book[first].at), Bucket()).customers += 1
-    shares = {**weights, ALL_CHANNELS: WEIGHT_SCALE}
-    return {
-        channel: {day: _weighted(bucket, share) for day, bucket in days.items()}
-        for channel, share in shares.items()
-    }, latest
-
-
-def _weighted(bucket: Bucket, weight: int) -> Bucket:
-    customers, profit, orders = bucket.customers, bucket.gross_profit, bucket.orders
-    return Bucket(0, customers * weight, profit * weight, orders * weight)
-
-
-def _difference(new: Bucket, old: Bucket) -> Bucket:
-    return Bucket(*(n - o for n, o in zip(new.to_list(), old.to_list(), strict=True)))
+    days.setdefault(day_of(record.order_book[first].at), [0, 0, 0])[0] += 1
+    contribution: Contribution = {}
+    for model, weights in model_weights.items():
+        paid = WEIGHT_SCALE - weights.get(DIRECT, 0)
+        shares = [*weights.items(), (ALL_CHANNELS, WEIGHT_SCALE), (PAID_CHANNELS, paid)]
+        for channel, weight in shares:
+            if not weight:
+                continue
+            buckets = contribution.setdefault(channel, {})
+            for day, (customers, profit, order_count) in days.items():
+                counts = buckets.setdefault(day, Bucket()).counts
+                for key, value in (
+                    (customers_key(model), customers),
+                    (profit_key(model), profit),
+                    (orders_key(model), order_count),
+                ):
+                    if value:
+                        counts[key] = value * weight
+    return contribution, latest

@@ -1,17 +1,21 @@
 """CAC, LTV, LTV:CAC and payback of a channel, computed from its daily buckets.
 
-Definitions (ARCHITECTURE section 5, documented in the README):
+Definitions (ARCHITECTURE section 5, documented in the README), for every attribution
+model m (customers, gross profit and orders weighted by m's weights):
 
-- spend(w), new customers(w): sums over the days of window w.
-- CAC(w) = spend(w) / new customers(w).
-- exposure = customer-years observed in the trailing year: each customer counts
+- spend(w): sum over the days of window w, every category (fully loaded); media
+  spend(w): clicks, referral rewards and ``media`` spend events only.
+- new customers(w, m): sum over the days of window w.
+- CAC(w, m, cost) = spend(w) / new customers(w, m), ``cost`` fully loaded or media.
+- exposure(m) = customer-years observed in the trailing year: each customer counts
   for the days since acquisition, at least ``min_tenure_days`` and at most 365.
-- historical LTV = gross profit to date / customers to date.
-- formula LTV = average order gross profit x orders per year x lifetime years
+- historical LTV(m) = gross profit to date / customers to date.
+- formula LTV(m) = average order gross profit x orders per year x lifetime years
   - yearly retention cost x lifetime years; orders per year = orders in the
   trailing 365 days / exposure.
-- payback months(w) = CAC(w) / (gross profit in the trailing 365 days / exposure / 12).
-- LTV:CAC(w, m) = LTV(m) / CAC(w).
+- payback months(w, m) = fully loaded CAC(w, m) / (gross profit in the trailing
+  365 days / exposure / 12).
+- LTV:CAC(w, m, method) = LTV(m, method) / fully loaded CAC(w, m).
 
 A figure that cannot be computed is ``None`` with a reason, never 0 or infinity.
 """
@@ -22,7 +26,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from stream.domain.channel import Bucket, ChannelRecord
+from stream.domain.attribution import MODELS
+from stream.domain.channel import (
+    MEDIA,
+    SPEND_CATEGORIES,
+    Bucket,
+    ChannelRecord,
+    customers_key,
+    orders_key,
+    profit_key,
+    spend_key,
+)
 from stream.domain.money import WEIGHT_SCALE
 from stream.domain.timeline import day_of, in_window
 
@@ -54,20 +68,26 @@ class LtvParams:
     min_tenure_days: int = 30
 
 
+MEDIA_COST = "media"
+FULLY_LOADED = "fully_loaded"
+COSTS = (MEDIA_COST, FULLY_LOADED)
+
+
 @dataclass(frozen=True)
 class WindowFigures:
-    spend: float
-    new_customers: float
-    cac: Figure
-    payback_months: Figure
+    spend: float  # every category
+    spend_by_category: dict[str, float]
+    new_customers: dict[str, float]  # by model
+    cac: dict[tuple[str, str], Figure]  # (model, cost) -> CAC
+    payback_months: dict[str, Figure]  # by model, from the fully loaded CAC
 
 
 @dataclass(frozen=True)
 class ChannelFigures:
     channel: str
     windows: dict[str, WindowFigures]
-    ltv: dict[str, Figure]
-    ratio: dict[tuple[str, str], Figure]  # (window, method) -> LTV:CAC
+    ltv: dict[tuple[str, str], Figure]  # (model, method) -> LTV
+    ratio: dict[tuple[str, str, str], Figure]  # (window, model, method) -> LTV:CAC
 
 
 def now_day(records: Iterable[ChannelRecord], lateness_seconds: int) -> int:
@@ -87,32 +107,36 @@ def _ratio(numerator: float, denominator: float, reason: str) -> Figure:
     return Figure(numerator / denominator) if denominator > 0 else Figure.undefined(reason)
 
 
-def exposure_years(record: ChannelRecord, today: int, min_tenure_days: int) -> float:
+def exposure_years(record: ChannelRecord, today: int, min_tenure_days: int, model: str) -> float:
     """Customer-years observed in the trailing year (weighted customers x capped tenure)."""
     total = 0.0
     for day, bucket in record.buckets.items():
-        if bucket.customers:
+        if customers := bucket.get(customers_key(model)):
             tenure = min(max(today - day + 1, min_tenure_days), 365)
-            total += bucket.customers / WEIGHT_SCALE * tenure / 365
+            total += customers / WEIGHT_SCALE * tenure / 365
     return total
 
 
-def ltv_figures(record: ChannelRecord, today: int, params: LtvParams) -> dict[str, Figure]:
+def ltv_figures(
+    record: ChannelRecord, today: int, params: LtvParams, model: str
+) -> dict[str, Figure]:
     """LTV per method, in currency units per customer."""
     lifetime = _sum(record.buckets.values())
-    customers = lifetime.customers / WEIGHT_SCALE
-    historical = _ratio(lifetime.gross_profit / WEIGHT_SCALE / 100, customers, NO_CUSTOMERS)
+    customers = lifetime.get(customers_key(model)) / WEIGHT_SCALE
+    profit = lifetime.get(profit_key(model))
+    orders = lifetime.get(orders_key(model))
+    historical = _ratio(profit / WEIGHT_SCALE / 100, customers, NO_CUSTOMERS)
 
     trailing_orders = sum(
-        b.orders for d, b in record.buckets.items() if in_window(d, today, "365d")
+        b.get(orders_key(model)) for d, b in record.buckets.items() if in_window(d, today, "365d")
     )
-    exposure = exposure_years(record, today, params.min_tenure_days)
+    exposure = exposure_years(record, today, params.min_tenure_days, model)
     if customers <= 0 or exposure <= 0:
         formula = Figure.undefined(NO_CUSTOMERS)
-    elif lifetime.orders <= 0:
+    elif orders <= 0:
         formula = Figure.undefined(NO_ORDERS)
     else:
-        order_profit = lifetime.gross_profit / lifetime.orders / 100
+        order_profit = profit / orders / 100
         orders_per_year = trailing_orders / WEIGHT_SCALE / exposure
         years = float(params.expected_lifetime_years)
         value = order_profit * orders_per_year * years - float(params.yearly_retention_cost) * years
@@ -120,10 +144,14 @@ def ltv_figures(record: ChannelRecord, today: int, params: LtvParams) -> dict[st
     return {"historical": historical, "formula": formula}
 
 
-def monthly_profit_per_customer(record: ChannelRecord, today: int, params: LtvParams) -> Figure:
+def monthly_profit_per_customer(
+    record: ChannelRecord, today: int, params: LtvParams, model: str
+) -> Figure:
     """Gross profit per customer per month, from the trailing year."""
-    trailing = sum(b.gross_profit for d, b in record.buckets.items() if in_window(d, today, "365d"))
-    exposure = exposure_years(record, today, params.min_tenure_days)
+    trailing = sum(
+        b.get(profit_key(model)) for d, b in record.buckets.items() if in_window(d, today, "365d")
+    )
+    exposure = exposure_years(record, today, params.min_tenure_days, model)
     if exposure <= 0:
         return Figure.undefined(NO_CUSTOMERS)
     return Figure(trailing / WEIGHT_SCALE / 100 / exposure / 12)
@@ -135,23 +163,33 @@ def channel_figures(
     windows: Iterable[str],
     methods: Iterable[str],
     params: LtvParams,
+    models: Iterable[str] = tuple(MODELS),
 ) -> ChannelFigures:
     """Every exported figure of one channel as of event-time day ``today``."""
-    ltv_all = ltv_figures(record, today, params)
-    ltv = {method: ltv_all[method] for method in methods}
-    monthly = monthly_profit_per_customer(record, today, params)
+    models, methods = list(models), list(methods)
+    ltv: dict[tuple[str, str], Figure] = {}
+    monthly: dict[str, Figure] = {}
+    for model in models:
+        by_method = ltv_figures(record, today, params, model)
+        ltv.update({(model, method): by_method[method] for method in methods})
+        monthly[model] = monthly_profit_per_customer(record, today, params, model)
     per_window: dict[str, WindowFigures] = {}
-    ratio: dict[tuple[str, str], Figure] = {}
+    ratio: dict[tuple[str, str, str], Figure] = {}
     for window in windows:
         total = _sum(b for d, b in record.buckets.items() if in_window(d, today, window))
         spend = total.spend_cents / 100
-        customers = total.customers / WEIGHT_SCALE
-        cac = _ratio(spend, customers, NO_CUSTOMERS)
-        per_window[window] = WindowFigures(
-            spend, customers, cac, _quotient(cac, monthly, NO_PROFIT)
-        )
-        for method, value in ltv.items():
-            ratio[(window, method)] = _quotient(value, cac, NO_SPEND)
+        media = total.get(spend_key(MEDIA)) / 100
+        new_customers, cac, payback = {}, {}, {}
+        for model in models:
+            customers = total.get(customers_key(model)) / WEIGHT_SCALE
+            new_customers[model] = customers
+            cac[(model, MEDIA_COST)] = _ratio(media, customers, NO_CUSTOMERS)
+            loaded = cac[(model, FULLY_LOADED)] = _ratio(spend, customers, NO_CUSTOMERS)
+            payback[model] = _quotient(loaded, monthly[model], NO_PROFIT)
+            for method in methods:
+                ratio[(window, model, method)] = _quotient(ltv[(model, method)], loaded, NO_SPEND)
+        by_category = {c: total.get(spend_key(c)) / 100 for c in SPEND_CATEGORIES}
+        per_window[window] = WindowFigures(spend, by_category, new_customers, cac, payback)
     return ChannelFigures(record.channel, per_window, ltv, ratio)
 
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from stream.domain.channel import ALL_CHANNELS, Bucket, ChannelDelta, Source
+from stream.domain.attribution import DIRECT
+from stream.domain.channel import (
+    ALL_CHANNELS,
+    PAID_CHANNELS,
+    Bucket,
+    ChannelDelta,
+    Source,
+    spend_key,
+)
 
 APPLIED = "applied"
 DUPLICATE = "duplicate"
@@ -51,11 +59,11 @@ def unsupported_currency(currency: str, reporting_currency: str) -> Outcome | No
 
 
 def spend_deltas(
-    channel: str, source: Source, occurred_at: int, spend_by_day: dict[int, int]
+    channel: str, category: str, source: Source, occurred_at: int, spend_by_day: dict[int, int]
 ) -> list[ChannelDelta]:
-    """Spend is not weighted: the same cents go to the channel and to ``all``."""
-    buckets = {day: Bucket(spend_cents=cents) for day, cents in spend_by_day.items()}
-    return [
-        ChannelDelta(channel, source, occurred_at, buckets),
-        ChannelDelta(ALL_CHANNELS, source, occurred_at, buckets),
-    ]
+    """Spend is not weighted: the same cents go to the channel, to ``all`` and, unless
+    the channel is ``direct``, to ``paid``; the channel's own delta comes first."""
+    key = spend_key(category)
+    buckets = {day: Bucket({key: cents}) for day, cents in spend_by_day.items() if cents}
+    channels = [channel, ALL_CHANNELS] + ([] if channel == DIRECT else [PAID_CHANNELS])
+    return [ChannelDelta(name, source, occurred_at, buckets) for name in channels]

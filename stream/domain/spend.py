@@ -26,18 +26,23 @@ def spread_over_days(event: AdSpend) -> dict[int, int]:
 def handle_ad_spend(
     record: ChannelRecord, event: AdSpend, source: Source, reporting_currency: str
 ) -> Outcome:
-    """Apply spend to the channel's own record; the returned delta carries it to ``all``."""
+    """Apply spend to the channel's own record; the returned deltas carry it to ``all``
+    and ``paid``."""
     if error := unsupported_currency(event.currency, reporting_currency):
         return error
-    own, to_all = spend_deltas(
-        event.channel, source, epoch_seconds(event.occurred_at), spread_over_days(event)
+    own, *others = spend_deltas(
+        event.channel,
+        event.category,
+        source,
+        epoch_seconds(event.occurred_at),
+        spread_over_days(event),
     )
     if record.seen(source):
         applied_here = record.spend_event_ids.get(event.event_id) == source.offset
-        return Outcome(REDELIVERED, [to_all] if applied_here else [])
+        return Outcome(REDELIVERED, others if applied_here else [])
     if event.event_id in record.spend_event_ids:
         record.applied[source.stream] = source.position
         return Outcome(DUPLICATE)
     record.apply(own)
     record.spend_event_ids[event.event_id] = source.offset
-    return Outcome(APPLIED, [to_all])
+    return Outcome(APPLIED, others)

@@ -11,8 +11,8 @@ from dataclasses import astuple, dataclass, field
 from typing import Any
 
 from schemas.events import AdClick, Identify, Referral
-from stream.domain.attribution import AttributionModel, Touch, Weights, attribute, last_touch
-from stream.domain.channel import AppliedOffsets, ChannelDelta, Source
+from stream.domain.attribution import ModelWeights, Touch, attribute
+from stream.domain.channel import MEDIA, AppliedOffsets, ChannelDelta, Source
 from stream.domain.money import to_cents
 from stream.domain.outcome import (
     APPLIED,
@@ -34,7 +34,7 @@ MAX_TOUCHES = 100
 class VisitorRules:
     reporting_currency: str = "USD"
     lookback_days: int = 30
-    model: AttributionModel = last_touch
+    half_life_days: float = 7.0  # of the time-decay model
 
 
 @dataclass
@@ -47,7 +47,7 @@ class StoredTouch:
 @dataclass
 class Conversion:
     converted_at: int
-    weights: Weights
+    weights: ModelWeights
 
 
 @dataclass
@@ -72,7 +72,7 @@ class VisitorRecord(AppliedOffsets):
         return cls(
             visitor_id=data["visitor_id"],
             touches=[StoredTouch(Touch(*t[:4]), t[4], t[5]) for t in data["touches"]],
-            conversions={c: Conversion(at, dict(w)) for c, (at, w) in data["conversions"].items()},
+            conversions={c: Conversion(at, w) for c, (at, w) in data["conversions"].items()},
             customer_id=data["customer_id"],
             offsets=dict(data["offsets"]),
         )
@@ -118,7 +118,7 @@ def _spend_deltas(touch: Touch, cost_cents: int, source: Source) -> list[Channel
     if cost_cents == 0:
         return []
     at = touch.occurred_at
-    return spend_deltas(touch.channel, source, at, {day_of(at): cost_cents})
+    return spend_deltas(touch.channel, MEDIA, source, at, {day_of(at): cost_cents})
 
 
 def _affected(record: VisitorRecord, touch: Touch, rules: VisitorRules) -> list[str]:
@@ -131,9 +131,9 @@ def _affected(record: VisitorRecord, touch: Touch, rules: VisitorRules) -> list[
     )
 
 
-def _weights(record: VisitorRecord, converted_at: int, rules: VisitorRules) -> Weights:
+def _weights(record: VisitorRecord, converted_at: int, rules: VisitorRules) -> ModelWeights:
     touches = [stored.touch for stored in record.touches]
-    return attribute(touches, converted_at, rules.lookback_days, rules.model)
+    return attribute(touches, converted_at, rules.lookback_days, rules.half_life_days)
 
 
 def _attributions(record: VisitorRecord, customer_ids: list[str]) -> list[Message]:

@@ -4,10 +4,12 @@ Layout (prefix from ``LTVCAC_REDIS_KEY_PREFIX``):
 
 - ``{prefix}customer:{id}`` hash: revenue, gross_profit (decimal strings, reporting
   currency), orders, refunds, first_order_at, last_order_at (RFC 3339),
-  acquisition_channel, attribution (JSON channel -> weight).
-- ``{prefix}channel:{name}`` hash: ``spend:{window}``, ``new_customers:{window}``,
-  ``cac:{window}``, ``payback_months:{window}``, ``ltv:{method}``,
-  ``ltv_cac:{window}:{method}``; an undefined figure is absent.
+  acquisition_channel and attribution (JSON channel -> weight) of the primary model,
+  attribution_models (JSON model -> channel -> weight).
+- ``{prefix}channel:{name}`` hash: ``spend:{window}``, ``spend:{window}:{category}``,
+  ``new_customers:{window}:{model}``, ``cac:{window}:{model}:{cost}``,
+  ``payback_months:{window}:{model}``, ``ltv:{model}:{method}``,
+  ``ltv_cac:{window}:{model}:{method}``; an undefined figure is absent.
 - ``{prefix}channels`` set: channel names present. A channel whose every attribution
   was retracted by a later re-attribution loses its hash and its set member.
 - ``{prefix}projection:writer:{id}`` string with a one-hour expiry, one per running
@@ -57,9 +59,13 @@ def _time(seconds: int | None) -> str:
     return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-def customer_fields(record: CustomerRecord) -> RedisHash:
-    """The Redis hash of one customer."""
-    weights = {c: w / WEIGHT_SCALE for c, w in (record.weights or {}).items()}
+def customer_fields(record: CustomerRecord, primary_model: str) -> RedisHash:
+    """The Redis hash of one customer; the acquisition follows the primary model."""
+    models = record.model_weights or {}
+    scaled = {
+        model: {c: w / WEIGHT_SCALE for c, w in weights.items()}
+        for model, weights in models.items()
+    }
     return {
         "revenue": _money(record.revenue_cents),
         "gross_profit": _money(record.gross_profit_cents),
@@ -67,8 +73,9 @@ def customer_fields(record: CustomerRecord) -> RedisHash:
         "refunds": str(record.refunds),
         "first_order_at": _time(record.first_order_at),
         "last_order_at": _time(record.last_order_at),
-        "acquisition_channel": record.acquisition_channel or "",
-        "attribution": json.dumps(weights, sort_keys=True),
+        "acquisition_channel": record.acquisition_channel(primary_model) or "",
+        "attribution": json.dumps(scaled.get(primary_model, {}), sort_keys=True),
+        "attribution_models": json.dumps(scaled, sort_keys=True),
     }
 
 
@@ -77,30 +84,36 @@ def channel_fields(figures: ChannelFigures) -> RedisHash:
     fields: RedisHash = {}
     for window, per_window in figures.windows.items():
         fields[f"spend:{window}"] = repr(per_window.spend)
-        fields[f"new_customers:{window}"] = repr(per_window.new_customers)
-        if per_window.cac.value is not None:
-            fields[f"cac:{window}"] = repr(per_window.cac.value)
-        if per_window.payback_months.value is not None:
-            fields[f"payback_months:{window}"] = repr(per_window.payback_months.value)
-    for method, ltv in figures.ltv.items():
+        for category, spend in per_window.spend_by_category.items():
+            fields[f"spend:{window}:{category}"] = repr(spend)
+        for model, customers in per_window.new_customers.items():
+            fields[f"new_customers:{window}:{model}"] = repr(customers)
+        for (model, cost), cac in per_window.cac.items():
+            if cac.value is not None:
+                fields[f"cac:{window}:{model}:{cost}"] = repr(cac.value)
+        for model, payback in per_window.payback_months.items():
+            if payback.value is not None:
+                fields[f"payback_months:{window}:{model}"] = repr(payback.value)
+    for (model, method), ltv in figures.ltv.items():
         if ltv.value is not None:
-            fields[f"ltv:{method}"] = repr(ltv.value)
-    for (window, method), ratio in figures.ratio.items():
+            fields[f"ltv:{model}:{method}"] = repr(ltv.value)
+    for (window, model, method), ratio in figures.ratio.items():
         if ratio.value is not None:
-            fields[f"ltv_cac:{window}:{method}"] = repr(ratio.value)
+            fields[f"ltv_cac:{window}:{model}:{method}"] = repr(ratio.value)
     return fields
 
 
 class RedisProjection:
     """Collects changed customers and writes them, with all channels, in one pipeline."""
 
-    def __init__(self, url: str, prefix: str) -> None:
+    def __init__(self, url: str, prefix: str, primary_model: str = "last_touch") -> None:
         # One quick retry on a fresh connection (a pooled one may be stale after a Redis
         # restart); waiting out an outage is done by flush(), not inside the client.
         self._redis = aioredis.from_url(
             url, retry=Retry(NoBackoff(), 1), socket_connect_timeout=5.0, socket_timeout=10.0
         )
         self._prefix = prefix
+        self._primary_model = primary_model
         self._dirty: dict[str, CustomerRecord] = {}
         self._marker = f"{prefix}projection:writer:{uuid.uuid4().hex}"
         self._marker_written = False
@@ -182,7 +195,10 @@ class RedisProjection:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.exists(self._marker)
             for customer_id, record in batch.items():
-                pipe.hset(f"{self._prefix}customer:{customer_id}", mapping=customer_fields(record))
+                pipe.hset(
+                    f"{self._prefix}customer:{customer_id}",
+                    mapping=customer_fields(record, self._primary_model),
+                )
             for figures in channels:
                 key = f"{self._prefix}channel:{figures.channel}"
                 pipe.delete(key)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import json
 import os
 import re
 import signal
@@ -38,6 +39,7 @@ from aiokafka import AIOKafkaProducer
 
 from stream.devstack import DevStack, StackEndpoints, free_port, redis_server_command
 from stream.devstack import redis_reachable as redis_answers
+from stream.domain.attribution import MODELS
 from stream.worker_process import WorkerProcess, label_set
 from tests.integration.conftest import Deployment, encode, wait_until
 
@@ -93,6 +95,9 @@ def customer_hash(
         "last_order_at": last,
         "acquisition_channel": "direct",
         "attribution": '{"direct": 1.0}',
+        "attribution_models": json.dumps(
+            {model: {"direct": 1.0} for model in MODELS}, sort_keys=True
+        ),
     }
 
 
@@ -162,8 +167,8 @@ def direct_figures(deployed: Deployment) -> tuple[float | None, float | None]:
     customers = deployed.gauges("ltvcac_new_customers")
     ltv = deployed.gauges("ltvcac_lifetime_value")
     return (
-        customers.get(label_set(channel="direct", window="lifetime")),
-        ltv.get(label_set(channel="direct", method="historical")),
+        customers.get(label_set(channel="direct", window="lifetime", model="last_touch")),
+        ltv.get(label_set(channel="direct", model="last_touch", method="historical")),
     )
 
 
@@ -385,8 +390,8 @@ async def test_redis_down_stream_goes_on_and_an_empty_redis_gets_everything_back
             direct = deployed.redis_hash("channel:direct")
             return (
                 all(deployed.redis_hash(f"customer:{c}") == h for c, h in expected.items())
-                and float(direct.get("new_customers:lifetime", "nan")) == 4.0
-                and float(direct.get("ltv:historical", "nan")) == 27.0
+                and float(direct.get("new_customers:lifetime:last_touch", "nan")) == 4.0
+                and float(direct.get("ltv:last_touch:historical", "nan")) == 27.0
             )
 
         await wait_until(everything_back, what="every customer back in the restarted Redis")

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from stream.domain.attribution import MODELS
 from stream.worker_process import label_set
 from tests.integration.conftest import Deployment, encode, wait_until
 from tests.integration.events import click, purchase, wire
@@ -18,6 +19,7 @@ from tests.integration.scenario import (
 )
 
 pytestmark = pytest.mark.integration
+LAST = "last_touch"
 
 
 def settled(deployment: Deployment) -> bool:
@@ -27,8 +29,8 @@ def settled(deployment: Deployment) -> bool:
     customers = deployment.gauges("ltvcac_new_customers")
     return (
         spend.get(label_set(channel="all", window="lifetime")) == 80.5
-        and customers.get(label_set(channel="all", window="lifetime")) == 4.0
-        and ltv.get(label_set(channel="all", method="historical")) == 25.0
+        and customers.get(label_set(channel="all", window="lifetime", model=LAST)) == 4.0
+        and ltv.get(label_set(channel="all", model=LAST, method="historical")) == 25.0
     )
 
 
@@ -38,38 +40,59 @@ def assert_scenario_figures(deployment: Deployment) -> None:
     def gauge(name: str, **labels: str) -> float | None:
         return samples.get((name, label_set(**labels)))
 
+    # every visitor touched one channel only, so every model gives the same figures
     for channel, (spend, customers, ltv) in EXPECTED.items():
         cac = spend / customers
-        assert gauge(
-            "ltvcac_lifetime_value", channel=channel, method="historical"
-        ) == pytest.approx(ltv)
+        for model in MODELS:
+            assert gauge(
+                "ltvcac_lifetime_value", channel=channel, model=model, method="historical"
+            ) == pytest.approx(ltv)
         for window in ("30d", "90d", "lifetime"):
             assert gauge("ltvcac_spend", channel=channel, window=window) == pytest.approx(spend)
-            assert gauge("ltvcac_new_customers", channel=channel, window=window) == customers
-            assert gauge(
-                "ltvcac_customer_acquisition_cost", channel=channel, window=window
-            ) == pytest.approx(cac)
-            ratio = gauge(
-                "ltvcac_ltv_cac_ratio", channel=channel, window=window, method="historical"
-            )
-            if spend:
-                assert ratio == pytest.approx(ltv / cac)
-            else:  # undefined: absent, and the flag says why
-                assert ratio is None
-                flag = gauge(
-                    "ltvcac_ltv_cac_ratio_defined",
-                    channel=channel,
-                    window=window,
-                    method="historical",
-                    reason="no_spend",
-                )
-                assert flag == 0.0
-    assert gauge("ltvcac_lifetime_value", channel="search", method="formula") == pytest.approx(
-        SEARCH_FORMULA_LTV
-    )
-    assert gauge("ltvcac_payback_months", channel="search", window="30d") == pytest.approx(
-        SEARCH_PAYBACK_MONTHS
-    )
+            for model in MODELS:
+                labels = {"channel": channel, "window": window, "model": model}
+                assert gauge("ltvcac_new_customers", **labels) == customers
+                assert gauge(
+                    "ltvcac_customer_acquisition_cost", cost="fully_loaded", **labels
+                ) == pytest.approx(cac)
+                ratio = gauge("ltvcac_ltv_cac_ratio", method="historical", **labels)
+                if spend:
+                    assert ratio == pytest.approx(ltv / cac)
+                else:  # undefined: absent, and the flag says why
+                    assert ratio is None
+                    flag = gauge(
+                        "ltvcac_ltv_cac_ratio_defined",
+                        method="historical",
+                        reason="no_spend",
+                        **labels,
+                    )
+                    assert flag == 0.0
+    # search: 4.00 of clicks are media, the 70.00 agency fee is not
+    assert gauge(
+        "ltvcac_customer_acquisition_cost",
+        channel="search",
+        window="90d",
+        model=LAST,
+        cost="media",
+    ) == pytest.approx(4.0)
+    assert gauge(
+        "ltvcac_spend_by_category", channel="search", window="90d", category="agency"
+    ) == pytest.approx(70.0)
+    # paid: every channel but direct (c3): 80.50 / 3 customers
+    assert gauge(
+        "ltvcac_customer_acquisition_cost",
+        channel="paid",
+        window="90d",
+        model=LAST,
+        cost="fully_loaded",
+    ) == pytest.approx(80.5 / 3)
+    assert gauge(
+        "ltvcac_lifetime_value", channel="search", model=LAST, method="formula"
+    ) == pytest.approx(SEARCH_FORMULA_LTV)
+    assert gauge(
+        "ltvcac_payback_months", channel="search", window="30d", model=LAST
+    ) == pytest.approx(SEARCH_PAYBACK_MONTHS)
+    assert gauge("ltvcac_attribution_model_info", model=LAST) == 1.0
     # nothing per customer ever becomes a label
     assert not any("customer_id" in dict(labels) for _, labels in samples)
 
@@ -91,10 +114,13 @@ async def test_scenario_gives_hand_computed_gauges_and_redis_values(
         "last_order_at": "2026-03-02T09:00:00Z",
         "acquisition_channel": "search",
         "attribution": '{"search": 1.0}',
+        "attribution_models": json.dumps(
+            {model: {"search": 1.0} for model in sorted(MODELS)}, sort_keys=True
+        ),
     }
 
     def projected() -> bool:
-        channel = deployment.redis_hash("channel:search").get("ltv:historical")
+        channel = deployment.redis_hash("channel:search").get("ltv:last_touch:historical")
         return (
             deployment.redis_hash("customer:c1") == expected_c1
             and deployment.redis_hash("customer:c4").get("acquisition_channel") == "referral"
@@ -108,11 +134,14 @@ async def test_scenario_gives_hand_computed_gauges_and_redis_values(
     assert deployment.redis_hash("customer:c4")["acquisition_channel"] == "referral"
     search = deployment.redis_hash("channel:search")
     assert float(search["spend:90d"]) == pytest.approx(74.0)
-    assert float(search["cac:90d"]) == pytest.approx(74.0)
-    assert float(search["ltv:historical"]) == pytest.approx(73.0)
-    assert float(search["ltv_cac:90d:historical"]) == pytest.approx(73.0 / 74.0)
-    assert "ltv_cac:90d:historical" not in deployment.redis_hash("channel:direct")
-    assert deployment.redis.smembers(deployment.redis_prefix + "channels") == set(EXPECTED)
+    assert float(search["spend:90d:agency"]) == pytest.approx(70.0)
+    assert float(search["cac:90d:last_touch:fully_loaded"]) == pytest.approx(74.0)
+    assert float(search["cac:90d:linear:media"]) == pytest.approx(4.0)
+    assert float(search["ltv:last_touch:historical"]) == pytest.approx(73.0)
+    assert float(search["ltv_cac:90d:last_touch:historical"]) == pytest.approx(73.0 / 74.0)
+    direct = deployment.redis_hash("channel:direct")
+    assert "ltv_cac:90d:last_touch:historical" not in direct
+    assert deployment.redis.smembers(deployment.redis_prefix + "channels") == {*EXPECTED, "paid"}
 
 
 async def test_producer_retries_do_not_change_the_numbers(deployment: Deployment) -> None:
@@ -164,7 +193,7 @@ async def test_malformed_events_become_dead_letters_and_neighbours_count(
         customers = deployment.gauges("ltvcac_new_customers")
         return (
             letters == len(bad)
-            and customers.get(label_set(channel="direct", window="lifetime")) == 2.0
+            and customers.get(label_set(channel="direct", window="lifetime", model=LAST)) == 2.0
         )
 
     await wait_until(counted, what="dead letters and the valid neighbours")
@@ -180,7 +209,7 @@ async def test_malformed_events_become_dead_letters_and_neighbours_count(
     assert "amount" in by_key["c3"]["detail"]
     ltv = deployment.gauges("ltvcac_lifetime_value")
     # two direct customers with 30% default margin on 10.00 and 30.00: (3 + 9) / 2
-    assert ltv[label_set(channel="direct", method="historical")] == pytest.approx(6.0)
+    assert ltv[label_set(channel="direct", model=LAST, method="historical")] == pytest.approx(6.0)
     assert (
         deployment.worker.samples()[("ltvcac_spend", label_set(channel="all", window="lifetime"))]
         == 0.0
@@ -196,7 +225,7 @@ async def test_a_channel_whose_only_customer_is_reattributed_disappears(
     def channels_in_redis() -> set[str]:
         return deployment.redis.smembers(deployment.redis_prefix + "channels")  # type: ignore[return-value]
 
-    lifetime_customers = label_set(channel="direct", window="lifetime")
+    lifetime_customers = label_set(channel="direct", window="lifetime", model=LAST)
     await wait_until(
         lambda: (
             deployment.gauges("ltvcac_new_customers").get(lifetime_customers) == 1.0
@@ -215,15 +244,15 @@ async def test_a_channel_whose_only_customer_is_reattributed_disappears(
             if name == "ltvcac_new_customers"
         }
 
+    search_customers = label_set(channel="search", window="lifetime", model=LAST)
+    # the deltas to direct and to search travel apart: wait for both
     await wait_until(
         lambda: (
-            exported_channels() == {"all", "search"} and channels_in_redis() == {"all", "search"}
+            exported_channels() == {"all", "paid", "search"}
+            and channels_in_redis() == {"all", "paid", "search"}
+            and deployment.gauges("ltvcac_new_customers").get(search_customers) == 1.0
         ),
-        what="direct to be gone from the gauges and Redis",
+        what="direct to be gone from the gauges and Redis, and search to hold the customer",
     )
     assert deployment.redis_hash("channel:direct") == {}
-    assert (
-        deployment.gauges("ltvcac_new_customers")[label_set(channel="search", window="lifetime")]
-        == 1.0
-    )
     assert deployment.redis_hash("customer:c1")["acquisition_channel"] == "search"

@@ -36,7 +36,7 @@ def partition_of(key: str) -> int:
     return (murmur2(key.encode()) & 0x7FFFFFFF) % PARTITIONS
 
 
-# Channel records land on every partition: all and search 0, social and referral 1,
+# Channel records land on every partition: all, paid and search 0, social and referral 1,
 # podcast and direct 2, email 3 (asserted below), and customers on every partition too.
 FIRST = [  # 1-2 March
     click("k1", "2026-03-01T08:00:00Z", "v1", "search", "2.00"),
@@ -162,10 +162,13 @@ def channel_differences(deployment: Deployment, truth: Truth) -> list[str]:
     """Redis channel hashes against the ground truth (the series that are always defined)."""
     problems = []
     for (name, labels), value in expected_gauges(truth).items():
-        if name not in ("ltvcac_spend", "ltvcac_new_customers"):
-            continue
         label = dict(labels)
-        field = f"{name.removeprefix('ltvcac_')}:{label['window']}"
+        if name == "ltvcac_spend":
+            field = f"spend:{label['window']}"
+        elif name == "ltvcac_new_customers":
+            field = f"new_customers:{label['window']}:{label['model']}"
+        else:
+            continue
         stored = deployment.redis_hash(f"channel:{label['channel']}").get(field)
         if stored is None or not math.isclose(float(stored), value, abs_tol=1e-9):
             problems.append(f"channel:{label['channel']} {field}={stored} != {value}")
@@ -178,7 +181,7 @@ def channel_differences(deployment: Deployment, truth: Truth) -> list[str]:
 async def test_workers_share_take_over_and_rebalance_with_exact_figures(
     stack: StackEndpoints, tmp_path: Path
 ) -> None:
-    channels = {"all", "search", "social", "referral", "podcast", "direct", "email"}
+    channels = {"all", "paid", "search", "social", "referral", "podcast", "direct", "email"}
     assert {partition_of(channel) for channel in channels} == set(range(PARTITIONS))
     assert channels == set(truth_of(FIRST).buckets)
 

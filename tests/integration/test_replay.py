@@ -20,11 +20,13 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from stream.config import Settings
 from stream.devstack import StackEndpoints, free_port
+from stream.domain.attribution import MODELS
 from stream.kafka_admin import ensure_topics
 from stream.worker_process import label_set
 from tests.integration.conftest import Deployment, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+LAST = "last_touch"
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE_TOPICS = ("purchases", "ad-clicks", "ad-spend", "referrals", "identities")
@@ -373,6 +375,12 @@ HISTORY = [
     ),
     "",
 ]
+
+
+def every_model(weights: dict[str, float]) -> str:
+    return json.dumps({model: weights for model in MODELS}, sort_keys=True)
+
+
 CUSTOMERS = {
     "c1": {
         "revenue": "140.00",
@@ -383,6 +391,7 @@ CUSTOMERS = {
         "last_order_at": "2026-03-02T09:00:00Z",
         "acquisition_channel": "search",
         "attribution": '{"search": 1.0}',
+        "attribution_models": every_model({"search": 1.0}),
     },
     "c2": {
         "revenue": "20.00",
@@ -393,6 +402,7 @@ CUSTOMERS = {
         "last_order_at": "2026-03-02T11:00:00Z",
         "acquisition_channel": "direct",
         "attribution": '{"direct": 1.0}',
+        "attribution_models": every_model({"direct": 1.0}),
     },
 }
 LIFETIME = {  # channel -> spend, new customers, historical LTV
@@ -429,8 +439,8 @@ async def test_a_replayed_history_gives_the_hand_computed_figures(
 
     def channels_settled() -> bool:
         return all(
-            gauge("ltvcac_lifetime_value", channel=c, method="historical") == ltv
-            and gauge("ltvcac_new_customers", channel=c, window="lifetime") == customers
+            gauge("ltvcac_lifetime_value", channel=c, model=LAST, method="historical") == ltv
+            and gauge("ltvcac_new_customers", channel=c, window="lifetime", model=LAST) == customers
             for c, (_, customers, ltv) in LIFETIME.items()
         )
 
@@ -438,6 +448,10 @@ async def test_a_replayed_history_gives_the_hand_computed_figures(
     for channel, (spend, customers, ltv) in LIFETIME.items():
         assert gauge("ltvcac_spend", channel=channel, window="lifetime") == pytest.approx(spend)
         ratio = gauge(
-            "ltvcac_ltv_cac_ratio", channel=channel, window="lifetime", method="historical"
+            "ltvcac_ltv_cac_ratio",
+            channel=channel,
+            window="lifetime",
+            model=LAST,
+            method="historical",
         )
         assert ratio == (pytest.approx(ltv / (spend / customers)) if spend else None)

@@ -13,6 +13,7 @@ from tests.reference import Truth
 
 GAUGES = (
     "ltvcac_spend",
+    "ltvcac_spend_by_category",
     "ltvcac_new_customers",
     "ltvcac_customer_acquisition_cost",
     "ltvcac_payback_months",

@@ -16,7 +16,7 @@ control characters; ``schema_version`` other than 1
 money NaN / Infinity, negative, zero (amounts), huge,       ``invalid_event`` ``<field>:``
 over 2 decimals, or text that is not a plain decimal
 malformed currency (not three capitals)                     ``invalid_event`` ``currency:``
-malformed or reserved (``all``) channel                     ``invalid_event`` ``channel:``
+malformed or reserved (``all``, ``paid``) channel           ``invalid_event`` ``channel:``
 timestamps before 2000 or from 2100 on, not RFC 3339        ``invalid_event`` ``<field>:``
 (numbers, no offset, ``+0100``), dates likewise
 cost and margin both given; spend period reversed or long   ``invalid_event`` ``(event)``
@@ -34,7 +34,8 @@ Two families are business rules, decided after ingest by the domain handlers:
 - **Unknown channel**: channel names are free-form — a shop may start a new channel at
   any time, so a well-formed name never seen before is a new channel, accepted. Only a
   malformed name (not ``[a-z0-9][a-z0-9_.-]{0,63}``) or a reserved one (``all``, the
-  blended figures) is bad input (``invalid_event`` naming ``channel``).
+  blended figures; ``paid``, every channel but ``direct``) is bad input
+  (``invalid_event`` naming ``channel``).
 
 Expected values come from the contract as documented (README "Event contracts"), not from
 the models: limits and patterns are written out here.
@@ -68,6 +69,7 @@ EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)  # inclusive
 LATEST = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)  # exclusive
 REPORTING = "USD"
 CHANNEL = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+RESERVED_CHANNELS = ("all", "paid")  # the blended figures and those of every paid channel
 CONTROL = "".join(chr(c) for c in range(0x20)) + "\x7f"
 
 TOPIC = {
@@ -183,7 +185,7 @@ def dumps(value: object) -> st.SearchStrategy[str]:
 identifiers = st.text(
     st.characters(codec="utf-8", exclude_characters=CONTROL), min_size=1, max_size=128
 )
-channels = st.from_regex(CHANNEL, fullmatch=True).filter(lambda name: name != "all")
+channels = st.from_regex(CHANNEL, fullmatch=True).filter(lambda name: name not in RESERVED_CHANNELS)
 
 
 def cents_text(cents: int) -> st.SearchStrategy[str]:
@@ -654,12 +656,15 @@ MALFORMED_CHANNELS = st.one_of(
 
 
 @MANY
-@given(valid_events(("ad_click", "ad_spend")), MALFORMED_CHANNELS | st.just("all"))
+@given(
+    valid_events(("ad_click", "ad_spend")),
+    MALFORMED_CHANNELS | st.sampled_from(RESERVED_CHANNELS),
+)
 def test_a_malformed_or_reserved_channel_is_named(drawn: Drawn, channel: str) -> None:
     bad = drawn.with_field("channel", json.dumps(channel))
     key = channel.encode() if drawn.type == "ad_spend" else drawn.key
     result = rejected(validate(drawn.topic, key, bad.raw()), "invalid_event", "channel")
-    if channel == "all":
+    if channel in RESERVED_CHANNELS:
         assert "reserved" in result.detail
 
 
@@ -942,16 +947,21 @@ def test_a_well_formed_channel_never_seen_before_is_a_new_channel(
 ) -> None:
     drawn = with_currency(drawn.with_field("channel", json.dumps(channel), channel), REPORTING)
     event = parsed(drawn)
+    # its spend also counts in the blended figures and, unless it is direct, the paid ones
+    blended = ["all"] if channel == "direct" else ["all", "paid"]
     if drawn.type == "ad_spend":
-        outcome = handle_ad_spend(
-            ChannelRecord(channel), event, Source("ad-spend", 0, 1), REPORTING
-        )
-        spend = sum(b.spend_cents for d in outcome.deltas for b in d.buckets.values())
-        assert spend == int(event.amount * 100)
+        own = ChannelRecord(channel)
+        outcome = handle_ad_spend(own, event, Source("ad-spend", 0, 1), REPORTING)
+        cents = int(event.amount * 100)
+        assert sum(b.spend_cents for b in own.buckets.values()) == cents
+        assert [d.channel for d in outcome.deltas] == blended
+        for delta in outcome.deltas:
+            assert delta.buckets == own.buckets
     else:
-        record = VisitorRecord(drawn.key.decode())
-        outcome = handle_touch(record, event, Source("ad-clicks", 0, 1), VisitorRules(REPORTING))
-        assert {d.channel for d in outcome.deltas} == ({channel, "all"} if event.cost else set())
+        visitor = VisitorRecord(drawn.key.decode())
+        outcome = handle_touch(visitor, event, Source("ad-clicks", 0, 1), VisitorRules(REPORTING))
+        channels_spent = [d.channel for d in outcome.deltas]
+        assert channels_spent == ([channel, *blended] if event.cost else [])
     assert outcome.status == APPLIED
 
 

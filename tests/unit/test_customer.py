@@ -1,11 +1,17 @@
-"""Customer records: acquisition, purchases, refunds, duplicates and redelivery."""
+"""Customer records: acquisition, purchases, refunds, duplicates and redelivery.
+
+Every attribution model is sent side by side: a bucket holds ``customers:{model}``,
+``profit:{model}`` (cents) and ``orders:{model}``, each weighted in millionths by that
+model's weights. ``all`` gets every customer whole; ``paid`` gets the share of every
+channel but ``direct``.
+"""
 
 import datetime as dt
 import json
 from decimal import Decimal
 
 from schemas.events import Purchase, Refund
-from stream.domain.channel import Bucket, ChannelDelta, Source
+from stream.domain.channel import Bucket, ChannelDelta, ChannelRecord, Source
 from stream.domain.customer import (
     CustomerRecord,
     CustomerRules,
@@ -20,8 +26,19 @@ from tests.unit.events import event
 
 RULES = CustomerRules("USD", Decimal("0.30"))
 M = 1_000_000  # weight scale: one whole customer/order/cent
+H = M // 2
 DAY1 = day_of_date(dt.date(2026, 3, 1))
 AT1 = int(dt.datetime(2026, 3, 1, 10, tzinfo=dt.UTC).timestamp())  # purchase(day=1) time
+MODELS = ("first_touch", "last_touch", "linear", "time_decay", "position_based")
+
+# Two touches, search then social: each model's weights as worked out by hand.
+SPLIT = {
+    "first_touch": {"search": M},
+    "last_touch": {"social": M},
+    "linear": {"search": H, "social": H},
+    "position_based": {"search": H, "social": H},  # two touches share equally
+    "time_decay": {"search": 250_000, "social": 750_000},
+}
 
 
 def purchase(order: str, amount: str, day: int = 1, **extra: object) -> Purchase:
@@ -45,13 +62,40 @@ def by_channel(deltas: list[ChannelDelta]) -> dict[str, dict[int, Bucket]]:
     return {d.channel: d.buckets for d in deltas}
 
 
+def every_model(weights: dict[str, int]) -> dict[str, dict[str, int]]:
+    """The same weights in every model (a single touch, or none: direct)."""
+    return {model: dict(weights) for model in MODELS}
+
+
+def counters(
+    weights: dict[str, int], customers: int = 0, profit: int = 0, orders: int = 0
+) -> Bucket:
+    """One day's counters of whole ``customers``, ``profit`` cents and ``orders``, each
+    model weighted by ``weights[model]`` millionths; zero counters are absent."""
+    counts = {}
+    for model, weight in weights.items():
+        for name, value in (("customers", customers), ("profit", profit), ("orders", orders)):
+            if value * weight:
+                counts[f"{name}:{model}"] = value * weight
+    return Bucket(counts)
+
+
+def acquired(customers: int = 0, profit: int = 0, orders: int = 0, weight: int = M) -> Bucket:
+    """The counters of every model when all models give the channel the same ``weight``."""
+    return counters(dict.fromkeys(MODELS, weight), customers, profit, orders)
+
+
 def test_first_purchase_without_visitor_is_a_direct_acquisition() -> None:
     record = CustomerRecord("c1")
     outcome = handle_purchase(record, purchase("o1", "100.00", cost_of_goods="40"), src(5), RULES)
     assert outcome.status == APPLIED
-    expected = {DAY1: Bucket(customers=M, gross_profit=6000 * M, orders=M)}
+    expected = {DAY1: acquired(customers=1, profit=6000, orders=1)}
+    assert expected[DAY1].get("profit:linear") == 6_000_000_000
+    # direct is not paid: no delta for ``paid``
     assert by_channel(outcome.deltas) == {"direct": expected, "all": expected}
     assert (record.revenue_cents, record.gross_profit_cents, record.orders) == (10000, 6000, 1)
+    assert record.model_weights == every_model({"direct": M})
+    assert [record.acquisition_channel(model) for model in MODELS] == ["direct"] * 5
 
 
 def test_first_purchase_with_visitor_asks_for_attribution_and_waits() -> None:
@@ -65,27 +109,100 @@ def test_first_purchase_with_visitor_asks_for_attribution_and_waits() -> None:
     second = handle_purchase(record, purchase("o2", "50.00", day=2, margin="0.5"), src(6), RULES)
     assert (second.deltas, second.messages) == ([], [])
     assert (record.revenue_cents, record.gross_profit_cents, record.orders) == (15000, 5500, 2)
+    assert (record.model_weights, record.weights("linear")) == (None, None)
+    assert record.acquisition_channel("linear") is None
 
 
 def test_attribution_sends_acquisition_and_backlog_split_by_weight() -> None:
     record = CustomerRecord("c1")
     handle_purchase(record, purchase("o1", "100.00", visitor_id="v1"), src(5), RULES)
     handle_purchase(record, purchase("o2", "50.00", day=2, margin="0.5"), src(6), RULES)
-    weights = {"search": 750_000, "social": 250_000}
-    outcome = handle_attribution(record, "v1", AT1, weights, src(0, "customer-updates"))
+    outcome = handle_attribution(record, "v1", AT1, SPLIT, src(0, "customer-updates"))
     assert outcome.status == APPLIED
     deltas = by_channel(outcome.deltas)
-    # search: 3/4 customer, 3/4 of 30.00 on day 1 and 3/4 of 25.00 on day 2
+    assert sorted(deltas) == ["all", "paid", "search", "social"]
+    # search: 30.00 of profit on day 1 and 25.00 on day 2; last touch gives it nothing
     assert deltas["search"] == {
-        DAY1: Bucket(customers=750_000, gross_profit=3000 * 750_000, orders=750_000),
-        DAY1 + 1: Bucket(gross_profit=2500 * 750_000, orders=750_000),
+        DAY1: Bucket(
+            {
+                "customers:first_touch": 1_000_000,
+                "customers:linear": 500_000,
+                "customers:position_based": 500_000,
+                "customers:time_decay": 250_000,
+                "profit:first_touch": 3_000_000_000,
+                "profit:linear": 1_500_000_000,
+                "profit:position_based": 1_500_000_000,
+                "profit:time_decay": 750_000_000,
+                "orders:first_touch": 1_000_000,
+                "orders:linear": 500_000,
+                "orders:position_based": 500_000,
+                "orders:time_decay": 250_000,
+            }
+        ),
+        DAY1 + 1: Bucket(
+            {
+                "profit:first_touch": 2_500_000_000,
+                "profit:linear": 1_250_000_000,
+                "profit:position_based": 1_250_000_000,
+                "profit:time_decay": 625_000_000,
+                "orders:first_touch": 1_000_000,
+                "orders:linear": 500_000,
+                "orders:position_based": 500_000,
+                "orders:time_decay": 250_000,
+            }
+        ),
     }
-    assert deltas["all"][DAY1] == Bucket(customers=M, gross_profit=3000 * M, orders=M)
-    # later purchases send their own deltas
-    third = handle_purchase(record, purchase("o3", "10.00", day=3), src(7), RULES)
-    assert by_channel(third.deltas)["social"] == {
-        DAY1 + 2: Bucket(gross_profit=300 * 250_000, orders=250_000)
+    social = {"last_touch": M, "linear": H, "position_based": H, "time_decay": 750_000}
+    assert deltas["social"] == {
+        DAY1: counters(social, customers=1, profit=3000, orders=1),
+        DAY1 + 1: counters(social, profit=2500, orders=1),
     }
+    # linear: half of the 30.00 to each channel, the whole of it to all
+    assert deltas["social"][DAY1].get("profit:linear") == 1_500_000_000
+    assert deltas["all"][DAY1].get("profit:linear") == 3_000_000_000
+    # all and paid (no direct share) count the customer whole in every model
+    whole = {DAY1: acquired(1, 3000, 1), DAY1 + 1: acquired(0, 2500, 1)}
+    assert deltas["all"] == deltas["paid"] == whole
+    assert [record.acquisition_channel(model) for model in MODELS] == [
+        "search",  # first touch
+        "social",  # last touch
+        "search",  # linear: a tie, alphabetical
+        "social",  # time decay
+        "search",  # position based: a tie
+    ]
+    # later purchases send their own deltas (10.00 at the default margin: 3.00)
+    third = by_channel(
+        handle_purchase(record, purchase("o3", "10.00", day=3), src(7), RULES).deltas
+    )
+    assert sorted(third) == ["all", "paid", "search", "social"]
+    assert third["social"] == {
+        DAY1 + 2: Bucket(
+            {
+                "profit:last_touch": 300_000_000,
+                "profit:linear": 150_000_000,
+                "profit:position_based": 150_000_000,
+                "profit:time_decay": 225_000_000,
+                "orders:last_touch": 1_000_000,
+                "orders:linear": 500_000,
+                "orders:position_based": 500_000,
+                "orders:time_decay": 750_000,
+            }
+        )
+    }
+
+
+def test_paid_counts_every_channel_but_direct() -> None:
+    record = CustomerRecord("c1")
+    handle_purchase(record, purchase("o1", "100.00", visitor_id="v1"), src(5), RULES)
+    weights = every_model({"direct": 250_000, "search": 750_000})
+    outcome = handle_attribution(record, "v1", AT1, weights, src(0, "customer-updates"))
+    assert by_channel(outcome.deltas) == {
+        "all": {DAY1: acquired(1, 3000, 1)},
+        "direct": {DAY1: acquired(1, 3000, 1, weight=250_000)},
+        "paid": {DAY1: acquired(1, 3000, 1, weight=750_000)},
+        "search": {DAY1: acquired(1, 3000, 1, weight=750_000)},
+    }
+    assert by_channel(outcome.deltas)["paid"][DAY1].get("profit:time_decay") == 2_250_000_000
 
 
 def test_duplicate_order_changes_nothing() -> None:
@@ -106,6 +223,18 @@ def test_redelivered_purchase_is_not_applied_but_its_deltas_are_sent_again() -> 
     assert record.orders == 2
 
 
+def test_redelivered_purchase_of_a_split_customer_sends_the_same_deltas() -> None:
+    record = CustomerRecord("c1")
+    handle_purchase(record, purchase("o1", "100.00", visitor_id="v1"), src(5), RULES)
+    handle_attribution(record, "v1", AT1, SPLIT, src(0, "customer-updates"))
+    first = handle_purchase(record, purchase("o2", "20.00", day=2), src(6), RULES)
+    handle_purchase(record, purchase("o3", "30.00", day=3), src(7), RULES)
+    replay = handle_purchase(record, purchase("o2", "20.00", day=2), src(6), RULES)
+    assert (replay.status, replay.deltas) == (REDELIVERED, first.deltas)
+    # 20.00 at 30%: 6.00, half of it to search under linear
+    assert by_channel(replay.deltas)["search"][DAY1 + 1].get("profit:linear") == 300_000_000
+
+
 def test_refund_takes_back_revenue_and_the_orders_share_of_profit() -> None:
     record = CustomerRecord("c1")
     handle_purchase(record, purchase("o1", "100.00", cost_of_goods="40"), src(5), RULES)
@@ -120,7 +249,10 @@ def test_refund_takes_back_revenue_and_the_orders_share_of_profit() -> None:
     outcome = handle_refund(record, refund, src(6), RULES)
     assert outcome.status == APPLIED
     assert (record.revenue_cents, record.gross_profit_cents, record.refunds) == (8000, 4800, 1)
-    assert by_channel(outcome.deltas)["direct"] == {DAY1 + 1: Bucket(gross_profit=-1200 * M)}
+    # a fifth of the 60.00 of profit, on the refund's day; orders and customers stay
+    taken_back = {DAY1 + 1: acquired(profit=-1200)}
+    assert taken_back[DAY1 + 1].get("profit:first_touch") == -1_200_000_000
+    assert by_channel(outcome.deltas) == {"all": taken_back, "direct": taken_back}
     assert handle_refund(record, refund, src(7), RULES).status == DUPLICATE
 
 
@@ -157,12 +289,12 @@ def test_linked_visitor_is_used_for_attribution() -> None:
 def test_record_survives_a_json_round_trip() -> None:
     record = CustomerRecord("c1")
     handle_purchase(record, purchase("o1", "100.00", visitor_id="v1"), src(5), RULES)
-    handle_attribution(record, "v1", AT1, {"search": M}, src(0, "customer-updates"))
+    handle_attribution(record, "v1", AT1, SPLIT, src(0, "customer-updates"))
     handle_purchase(record, purchase("o2", "20.00", day=2), src(6), RULES)
     assert CustomerRecord.from_json(json.loads(json.dumps(record.to_json()))) == record
 
 
-def attributed(weights: dict[str, int]) -> CustomerRecord:
+def attributed(weights: dict[str, dict[str, int]]) -> CustomerRecord:
     """c1 with o1 on day 1 (profit 30.00) through visitor v1, attributed ``weights``."""
     record = CustomerRecord("c1")
     handle_purchase(record, purchase("o1", "100.00", visitor_id="v1"), src(5), RULES)
@@ -171,63 +303,125 @@ def attributed(weights: dict[str, int]) -> CustomerRecord:
 
 
 def test_new_weights_retract_the_old_channel_and_leave_all_unchanged() -> None:
-    record = attributed({"social": M})
+    record = attributed(every_model({"social": M}))
     handle_purchase(record, purchase("o2", "10.00", day=2), src(6), RULES)  # profit 3.00
-    outcome = handle_attribution(
-        record, "v1", AT1, {"search": 500_000, "social": 500_000}, src(1, "customer-updates")
-    )
-    assert outcome.status == APPLIED
-    half = 500_000
-    # social gave back half of everything it had; search got that half; all: no delta
-    assert by_channel(outcome.deltas) == {
-        "search": {
-            DAY1: Bucket(customers=half, gross_profit=3000 * half, orders=half),
-            DAY1 + 1: Bucket(gross_profit=300 * half, orders=half),
-        },
-        "social": {
-            DAY1: Bucket(customers=-half, gross_profit=-3000 * half, orders=-half),
-            DAY1 + 1: Bucket(gross_profit=-300 * half, orders=-half),
-        },
+    # a search touch came to light; first touch still credits social alone
+    revised = {
+        "first_touch": {"social": M},
+        "last_touch": {"search": M},
+        "linear": {"search": H, "social": H},
+        "position_based": {"search": H, "social": H},
+        "time_decay": {"search": 400_000, "social": 600_000},
     }
-    assert record.acquisition_channel == "search"  # tie: alphabetical
+    outcome = handle_attribution(record, "v1", AT1, revised, src(1, "customer-updates"))
+    assert outcome.status == APPLIED
+    moved = {"last_touch": M, "linear": H, "position_based": H, "time_decay": 400_000}
+    gained = {DAY1: counters(moved, 1, 3000, 1), DAY1 + 1: counters(moved, 0, 300, 1)}
+    given_back = {DAY1: counters(moved, -1, -3000, -1), DAY1 + 1: counters(moved, 0, -300, -1)}
+    # social gave back what search got, model by model (no first_touch counter moves);
+    # all and paid: no delta
+    assert by_channel(outcome.deltas) == {"search": gained, "social": given_back}
+    assert gained[DAY1].get("profit:linear") == 1_500_000_000
+    assert given_back[DAY1 + 1].get("profit:time_decay") == -120_000_000
+    assert given_back[DAY1].get("profit:first_touch") == 0
+    assert [record.acquisition_channel(model) for model in MODELS] == [
+        "social",
+        "search",
+        "search",  # tie: alphabetical
+        "social",
+        "search",
+    ]
+
+
+def test_a_direct_customer_whose_touch_comes_to_light_moves_to_paid() -> None:
+    record = CustomerRecord("c1")
+    channels = {name: ChannelRecord(name) for name in ("all", "direct", "paid", "search")}
+    outcomes = [
+        handle_purchase(record, purchase("o1", "100.00", visitor_id="v1"), src(5), RULES),
+        # v1 had no touch yet: direct
+        handle_attribution(
+            record, "v1", AT1, every_model({"direct": M}), src(0, "customer-updates")
+        ),
+    ]
+    assert by_channel(outcomes[-1].deltas) == {
+        "all": {DAY1: acquired(1, 3000, 1)},
+        "direct": {DAY1: acquired(1, 3000, 1)},
+    }
+    # a search click before the purchase arrives late: every model moves to search
+    outcomes.append(
+        handle_attribution(
+            record, "v1", AT1, every_model({"search": M}), src(1, "customer-updates")
+        )
+    )
+    assert by_channel(outcomes[-1].deltas) == {
+        "direct": {DAY1: acquired(-1, -3000, -1)},
+        "paid": {DAY1: acquired(1, 3000, 1)},
+        "search": {DAY1: acquired(1, 3000, 1)},
+    }
+    for outcome in outcomes:
+        for delta in outcome.deltas:
+            channels[delta.channel].apply(delta)
+    # direct is as if it never had the customer
+    assert channels["direct"].buckets == {}
+    whole = {DAY1: acquired(1, 3000, 1)}
+    assert channels["all"].buckets == channels["paid"].buckets == channels["search"].buckets
+    assert channels["search"].buckets == whole
 
 
 def test_the_same_weights_again_or_for_another_acquisition_change_nothing() -> None:
-    record = attributed({"social": M})
-    same = handle_attribution(record, "v1", AT1, {"social": M}, src(1, "customer-updates"))
+    record = attributed(every_model({"social": M}))
+    update = src(1, "customer-updates")
+    same = handle_attribution(record, "v1", AT1, every_model({"social": M}), update)
     assert (same.status, same.deltas) == (DUPLICATE, [])
-    stale = handle_attribution(record, "v2", AT1, {"search": M}, src(2, "customer-updates"))
-    assert (stale.status, stale.deltas, record.weights) == (DUPLICATE, [], {"social": M})
+    stale = handle_attribution(
+        record, "v2", AT1, every_model({"search": M}), src(2, "customer-updates")
+    )
+    assert (stale.status, stale.deltas) == (DUPLICATE, [])
+    assert record.model_weights == every_model({"social": M})
+    assert record.weights("linear") == {"social": M}
 
 
 def test_an_earlier_order_arriving_late_becomes_the_acquisition() -> None:
-    record = attributed({"social": M})
+    record = attributed(every_model({"social": M}))
     earlier = purchase("o0", "10.00", day=1, visitor_id="v2")
     earlier = earlier.model_copy(update={"occurred_at": dt.datetime(2026, 2, 27, tzinfo=dt.UTC)})
     outcome = handle_purchase(record, earlier, src(6), RULES)
     feb27 = DAY1 - 2
-    # the customer moves to 27 February, still on the old weights until v2 answers
-    moved = {
-        DAY1: Bucket(customers=-M),
-        feb27: Bucket(customers=M, gross_profit=300 * M, orders=M),
-    }
-    assert by_channel(outcome.deltas) == {"all": moved, "social": moved}
+    # the customer moves to 27 February, still on the old weights until v2 answers; o1
+    # stays an order of 1 March
+    moved = {DAY1: acquired(customers=-1), feb27: acquired(1, 300, 1)}
+    assert moved[DAY1] == Bucket({f"customers:{model}": -M for model in MODELS})
+    assert by_channel(outcome.deltas) == {"all": moved, "paid": moved, "social": moved}
     [conversion] = outcome.messages
     assert (conversion.key, conversion.value["converted_at"]) == ("v2", AT1 - 2 * 86400 - 36000)
     assert record.first_order_id == "o0"
     # v1's answer about the old acquisition is now stale; v2's applies
-    stale = handle_attribution(record, "v1", AT1, {"search": M}, src(1, "customer-updates"))
+    stale = handle_attribution(
+        record, "v1", AT1, every_model({"search": M}), src(1, "customer-updates")
+    )
     assert stale.deltas == []
     fresh = handle_attribution(
-        record, "v2", AT1 - 2 * 86400 - 36000, {"display": M}, src(2, "customer-updates")
+        record,
+        "v2",
+        AT1 - 2 * 86400 - 36000,
+        every_model({"display": M}),
+        src(2, "customer-updates"),
     )
-    assert sorted(by_channel(fresh.deltas)) == ["display", "social"]
+    # the whole customer (both orders: 3.00 + 30.00) moves from social to display
+    customer = {feb27: acquired(1, 300, 1), DAY1: acquired(0, 3000, 1)}
+    assert by_channel(fresh.deltas) == {
+        "display": customer,
+        "social": {feb27: acquired(-1, -300, -1), DAY1: acquired(0, -3000, -1)},
+    }
+    assert record.acquisition_channel("first_touch") == "display"
 
 
 def test_a_redelivered_attribution_sends_its_deltas_again_identically() -> None:
-    record = attributed({"social": M})
+    record = attributed(every_model({"social": M}))
     update = src(1, "customer-updates")
-    first = handle_attribution(record, "v1", AT1, {"search": M}, update)
+    first = handle_attribution(record, "v1", AT1, SPLIT, update)
     handle_purchase(record, purchase("o2", "10.00", day=2), src(6), RULES)
-    again = handle_attribution(record, "v1", AT1, {"search": M}, update)
+    again = handle_attribution(record, "v1", AT1, SPLIT, update)
     assert (again.status, again.deltas) == (REDELIVERED, first.deltas)
+    # linear: half of the 30.00 moved from social to search
+    assert by_channel(first.deltas)["search"][DAY1].get("profit:linear") == 1_500_000_000

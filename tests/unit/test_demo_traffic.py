@@ -228,21 +228,33 @@ def test_search_pays_back_well_above_three_to_one_and_social_does_not(seed: int)
     assert ratios["social"][1] < ratios["display"][1] < 3 < ratios["search"][1]
 
 
-def test_the_live_table_shows_absent_figures_as_a_dash_and_all_last() -> None:
+def test_the_live_table_shows_the_primary_model_absent_figures_as_a_dash_and_all_last() -> None:
     def labels(**values: str) -> frozenset[tuple[str, str]]:
         return frozenset(values.items())
 
+    search = {"channel": "search", "window": "90d"}
     samples = {
+        ("ltvcac_attribution_model_info", labels(model="linear")): 1.0,
         ("ltvcac_spend", labels(channel="all", window="90d")): 120.0,
-        ("ltvcac_spend", labels(channel="search", window="90d")): 120.0,
+        ("ltvcac_spend", labels(channel="paid", window="90d")): 120.0,
+        ("ltvcac_spend", labels(**search)): 120.0,
         ("ltvcac_spend", labels(channel="direct", window="90d")): 0.0,
-        ("ltvcac_new_customers", labels(channel="search", window="90d")): 4.0,
-        ("ltvcac_customer_acquisition_cost", labels(channel="search", window="90d")): 30.0,
-        ("ltvcac_lifetime_value", labels(channel="search", method="historical")): 99.5,
-        ("ltvcac_ltv_cac_ratio", labels(channel="search", window="90d", method="historical")): 3.3,
+        ("ltvcac_new_customers", labels(**search, model="linear")): 4.0,
+        ("ltvcac_new_customers", labels(**search, model="last_touch")): 3.0,
+        ("ltvcac_customer_acquisition_cost", labels(**search, model="linear", cost="media")): 9.0,
+        (
+            "ltvcac_customer_acquisition_cost",
+            labels(**search, model="linear", cost="fully_loaded"),
+        ): 30.0,
+        (
+            "ltvcac_lifetime_value",
+            labels(channel="search", model="linear", method="historical"),
+        ): 99.5,
+        ("ltvcac_ltv_cac_ratio", labels(**search, model="linear", method="historical")): 3.3,
     }
-    header, direct, search, blended = render_table(samples)
+    header, direct, search_row, paid, blended = render_table(samples)
     assert "LTV:CAC 90d" in header
     assert direct.split()[0] == "direct" and "—" in direct.split()
-    assert search.split() == ["search", "120.00", "4", "30.00", "99.50", "3.30", "—"]
+    assert search_row.split() == ["search", "120.00", "4", "30.00", "99.50", "3.30", "—"]
+    assert paid.split()[0] == "paid"
     assert blended.split()[0] == "all"

@@ -3,7 +3,7 @@
 import datetime as dt
 import json
 
-from schemas.events import AdSpend
+from schemas.events import AdClick, AdSpend
 from stream.domain.channel import Bucket, ChannelDelta, ChannelRecord, Source
 from stream.domain.outcome import APPLIED, DUPLICATE, REDELIVERED
 from stream.domain.spend import handle_ad_spend, spread_over_days
@@ -17,13 +17,14 @@ from stream.domain.visitor import (
 )
 from tests.unit.events import event
 
-RULES = VisitorRules("USD", 30)
+RULES = VisitorRules("USD", 30, half_life_days=1 / 24)  # 1 hour: simple time-decay fractions
+M = 1_000_000
 DAY1 = day_of_date(dt.date(2026, 3, 1))
 T = int(dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC).timestamp())
 
 
-def click(channel: str, hour: int, cost: str = "1.25", **extra: object) -> object:
-    return event(
+def click(channel: str, hour: int, cost: str = "1.25", **extra: object) -> AdClick:
+    c: AdClick = event(
         "ad_click",
         f"2026-03-01T{hour:02d}:00:00Z",
         visitor_id="v1",
@@ -32,33 +33,46 @@ def click(channel: str, hour: int, cost: str = "1.25", **extra: object) -> objec
         currency="USD",
         **extra,
     )
+    return c
 
 
-def test_click_cost_is_spend_of_its_channel_and_of_all() -> None:
+def test_click_cost_is_media_spend_of_its_channel_of_all_and_of_paid() -> None:
     record = VisitorRecord("v1")
-    outcome = handle_touch(record, click("search", 9), Source("ad-clicks", 0, 3), RULES)  # type: ignore[arg-type]
+    outcome = handle_touch(record, click("search", 9), Source("ad-clicks", 0, 3), RULES)
     assert outcome.status == APPLIED
-    assert {d.channel: d.buckets for d in outcome.deltas} == {
-        "search": {DAY1: Bucket(spend_cents=125)},
-        "all": {DAY1: Bucket(spend_cents=125)},
-    }
+    media = {DAY1: Bucket({"spend:media": 125})}
+    # the channel's own delta first
+    assert [(d.channel, d.buckets) for d in outcome.deltas] == [
+        ("search", media),
+        ("all", media),
+        ("paid", media),
+    ]
+    assert media[DAY1].spend_cents == 125
+
+
+def test_a_click_on_direct_is_not_paid_spend() -> None:
+    record = VisitorRecord("v1")
+    outcome = handle_touch(record, click("direct", 9), Source("ad-clicks", 0, 3), RULES)
+    media = {DAY1: Bucket({"spend:media": 125})}
+    assert [(d.channel, d.buckets) for d in outcome.deltas] == [("direct", media), ("all", media)]
 
 
 def test_duplicate_click_and_redelivered_click() -> None:
     record = VisitorRecord("v1")
     first = click("search", 9, event_id="k1")
-    sent = handle_touch(record, first, Source("ad-clicks", 0, 3), RULES)  # type: ignore[arg-type]
-    dup = handle_touch(record, first, Source("ad-clicks", 0, 4), RULES)  # type: ignore[arg-type]
+    sent = handle_touch(record, first, Source("ad-clicks", 0, 3), RULES)
+    dup = handle_touch(record, first, Source("ad-clicks", 0, 4), RULES)
     assert (dup.status, dup.deltas) == (DUPLICATE, [])
-    again = handle_touch(record, first, Source("ad-clicks", 0, 3), RULES)  # type: ignore[arg-type]
+    again = handle_touch(record, first, Source("ad-clicks", 0, 3), RULES)
     assert (again.status, again.deltas) == (REDELIVERED, sent.deltas)
+    assert [d.channel for d in again.deltas] == ["search", "all", "paid"]
     assert len(record.touches) == 1
 
 
-def test_conversion_attributes_to_the_last_touch_and_answers_repeats_identically() -> None:
+def test_conversion_attributes_by_every_model_and_answers_repeats_identically() -> None:
     record = VisitorRecord("v1")
-    handle_touch(record, click("search", 8), Source("ad-clicks", 0, 1), RULES)  # type: ignore[arg-type]
-    handle_touch(record, click("social", 10), Source("ad-clicks", 0, 2), RULES)  # type: ignore[arg-type]
+    handle_touch(record, click("search", 8), Source("ad-clicks", 0, 1), RULES)
+    handle_touch(record, click("social", 10), Source("ad-clicks", 0, 2), RULES)
     handle_touch(record, click("display", 14), Source("ad-clicks", 0, 3), RULES)  # after purchase
     outcome = handle_conversion(record, "c1", T, Source("visitor-updates", 0, 0), RULES)
     [message] = outcome.messages
@@ -67,40 +81,83 @@ def test_conversion_attributes_to_the_last_touch_and_answers_repeats_identically
         "customer_id": "c1",
         "visitor_id": "v1",
         "converted_at": T,
-        "weights": {"social": 1_000_000},
+        "weights": {
+            "first_touch": {"search": M},
+            "last_touch": {"social": M},
+            "linear": {"search": 500_000, "social": 500_000},
+            "position_based": {"search": 500_000, "social": 500_000},  # two touches
+            # 4 and 2 hours before the purchase: 1/16 : 1/4 = 1/5 : 4/5
+            "time_decay": {"search": 200_000, "social": 800_000},
+        },
     }
     repeat = handle_conversion(record, "c1", T, Source("visitor-updates", 0, 1), RULES)
     assert (repeat.status, repeat.messages) == (DUPLICATE, outcome.messages)
 
 
+def test_a_conversion_without_touches_is_direct_in_every_model() -> None:
+    record = VisitorRecord("v1")
+    # a click 31 days before the purchase is outside the 30-day lookback
+    old = event(
+        "ad_click",
+        "2026-01-29T12:00:00Z",
+        visitor_id="v1",
+        channel="search",
+        cost="1.00",
+        currency="USD",
+    )
+    handle_touch(record, old, Source("ad-clicks", 0, 1), RULES)
+    outcome = handle_conversion(record, "c1", T, Source("visitor-updates", 0, 0), RULES)
+    assert outcome.messages[0].value["weights"] == {
+        model: {"direct": M}
+        for model in ("first_touch", "last_touch", "linear", "time_decay", "position_based")
+    }
+
+
 def test_a_touch_arriving_after_the_conversion_attributes_it_again() -> None:
     record = VisitorRecord("v1")
-    handle_touch(record, click("search", 8), Source("ad-clicks", 0, 1), RULES)  # type: ignore[arg-type]
+    handle_touch(record, click("search", 8), Source("ad-clicks", 0, 1), RULES)
     handle_conversion(record, "c1", T, Source("visitor-updates", 0, 0), RULES)
-    late = handle_touch(record, click("social", 11), Source("ad-clicks", 0, 2), RULES)  # type: ignore[arg-type]
+    # a touch after the conversion, or one that changes no model's weights, sends nothing
+    after = handle_touch(record, click("display", 13), Source("ad-clicks", 0, 2), RULES)
+    same = handle_touch(record, click("search", 9), Source("ad-clicks", 0, 3), RULES)
+    assert (after.messages, same.messages) == ([], [])
+    late = handle_touch(record, click("social", 11), Source("ad-clicks", 0, 4), RULES)
     [message] = late.messages
-    assert message.value["weights"] == {"social": 1_000_000}
-    # a touch after the conversion, or one that does not change the winner, sends nothing
-    after = handle_touch(record, click("display", 13), Source("ad-clicks", 0, 3), RULES)  # type: ignore[arg-type]
-    before = handle_touch(record, click("email", 9), Source("ad-clicks", 0, 4), RULES)  # type: ignore[arg-type]
-    assert (after.messages, before.messages) == ([], [])
+    # touches: search 8:00, search 9:00, social 11:00; purchase at 12:00
+    assert message.value["weights"] == {
+        "first_touch": {"search": M},
+        "last_touch": {"social": M},
+        "linear": {"search": 666_667, "social": 333_333},
+        "position_based": {"search": 600_000, "social": 400_000},  # 40 + 20 : 40
+        # 1/16 + 1/8 : 1/2 = 3/11 : 8/11
+        "time_decay": {"search": 272_727, "social": 727_273},
+    }
     # redelivered, the late touch sends its spend and the current attribution again
-    again = handle_touch(record, click("social", 11), Source("ad-clicks", 0, 2), RULES)  # type: ignore[arg-type]
+    again = handle_touch(record, click("social", 11), Source("ad-clicks", 0, 4), RULES)
     assert (again.status, again.messages) == (REDELIVERED, late.messages)
+    assert again.deltas == late.deltas
+    assert [d.channel for d in again.deltas] == ["social", "all", "paid"]
 
 
 def test_touches_at_the_same_time_are_ordered_by_event_id_not_arrival() -> None:
-    def converted(order: list[str]) -> object:
+    def converted(order: list[tuple[str, str]]) -> object:
         record = VisitorRecord("v1")
         for offset, (event_id, channel) in enumerate(order):
             tie = click(channel, 9, event_id=event_id)
-            handle_touch(record, tie, Source("ad-clicks", 0, offset), RULES)  # type: ignore[arg-type]
+            handle_touch(record, tie, Source("ad-clicks", 0, offset), RULES)
         outcome = handle_conversion(record, "c1", T, Source("visitor-updates", 0, 0), RULES)
         return outcome.messages[0].value["weights"]
 
-    # last touch: the larger event_id wins the tie, whatever arrived last
-    assert converted([("k1", "search"), ("k2", "social")]) == {"social": 1_000_000}
-    assert converted([("k2", "social"), ("k1", "search")]) == {"social": 1_000_000}
+    # k1 is the first touch and k2 the last, whatever arrived last; the others share
+    tied = {
+        "first_touch": {"search": M},
+        "last_touch": {"social": M},
+        "linear": {"search": 500_000, "social": 500_000},
+        "position_based": {"search": 500_000, "social": 500_000},
+        "time_decay": {"search": 500_000, "social": 500_000},
+    }
+    assert converted([("k1", "search"), ("k2", "social")]) == tied
+    assert converted([("k2", "social"), ("k1", "search")]) == tied
 
 
 def test_identify_links_the_visitor_to_the_customer() -> None:
@@ -113,34 +170,54 @@ def test_identify_links_the_visitor_to_the_customer() -> None:
 
 def test_visitor_survives_a_json_round_trip() -> None:
     record = VisitorRecord("v1")
-    handle_touch(record, click("search", 8), Source("ad-clicks", 0, 1), RULES)  # type: ignore[arg-type]
+    handle_touch(record, click("search", 8), Source("ad-clicks", 0, 1), RULES)
     handle_conversion(record, "c1", T, Source("visitor-updates", 0, 0), RULES)
     assert VisitorRecord.from_json(json.loads(json.dumps(record.to_json()))) == record
 
 
 def test_channel_applies_each_source_position_once() -> None:
+    def delta(partition: int, offset: int, seq: int, counts: dict[str, int]) -> ChannelDelta:
+        return ChannelDelta(
+            "search", Source("purchases", partition, offset, seq), T, {DAY1: Bucket(counts)}
+        )
+
     record = ChannelRecord("search")
-    delta = ChannelDelta("search", Source("purchases", 2, 10), T, {DAY1: Bucket(orders=5)})
-    assert record.apply(delta) is True
-    assert record.apply(delta) is False  # redelivered
-    older = ChannelDelta("search", Source("purchases", 2, 9), T, {DAY1: Bucket(orders=5)})
-    assert record.apply(older) is False
-    other_partition = ChannelDelta("search", Source("purchases", 3, 1), T, {DAY1: Bucket(orders=1)})
-    assert record.apply(other_partition) is True
-    second_output = ChannelDelta(
-        "search", Source("purchases", 2, 10, 1), T, {DAY1: Bucket(orders=1)}
-    )
-    assert record.apply(second_output) is True
-    assert record.buckets == {DAY1: Bucket(orders=7)}
+    first = delta(2, 10, 0, {"orders:linear": 5, "spend:media": 100})
+    assert record.apply(first) is True
+    assert record.apply(first) is False  # redelivered
+    assert record.apply(delta(2, 9, 0, {"orders:linear": 5})) is False  # older
+    assert record.apply(delta(3, 1, 0, {"orders:linear": 1})) is True  # other partition
+    assert record.apply(delta(2, 10, 1, {"orders:linear": 1, "customers:linear": 3})) is True
+    assert record.buckets == {
+        DAY1: Bucket({"orders:linear": 7, "spend:media": 100, "customers:linear": 3})
+    }
+    assert record.buckets[DAY1].get("orders:last_touch") == 0
     assert record.watermark == T
     assert ChannelRecord.from_json(json.loads(json.dumps(record.to_json()))) == record
+    # a counter taken back to zero disappears, and so does a day with no counter left
+    assert record.apply(delta(2, 11, 0, {"orders:linear": -7, "customers:linear": -3}))
+    assert record.buckets == {DAY1: Bucket({"spend:media": 100})}
+    assert record.apply(delta(2, 12, 0, {"spend:media": -100}))
+    assert record.buckets == {}
 
 
-def spend(amount: str, start: str, end: str, event_id: str = "s1") -> AdSpend:
+def test_bucket_spend_is_every_category_and_add_subtracts_with_a_sign() -> None:
+    bucket = Bucket({"spend:media": 125, "spend:salaries": 2000, "customers:linear": M})
+    assert bucket.spend_cents == 2125
+    bucket.add(Bucket({"spend:media": 125, "profit:linear": 50}), sign=-1)
+    assert bucket == Bucket({"spend:salaries": 2000, "customers:linear": M, "profit:linear": -50})
+    assert not Bucket() and bucket
+    bucket.add(Bucket({"orders:linear": 0}))  # an explicit zero changes nothing
+    assert "orders:linear" not in bucket.counts
+
+
+def spend(
+    amount: str, start: str, end: str, event_id: str = "s1", channel: str = "search"
+) -> AdSpend:
     s: AdSpend = event(
         "ad_spend",
         event_id=event_id,
-        channel="search",
+        channel=channel,
         amount=amount,
         currency="USD",
         category="agency",
@@ -161,15 +238,24 @@ def test_spend_is_spread_over_the_days_of_its_period() -> None:
     }
 
 
-def test_ad_spend_applies_once_and_forwards_to_all() -> None:
+def test_ad_spend_applies_once_and_forwards_to_all_and_paid() -> None:
     record = ChannelRecord("search")
     ev = spend("30.00", "2026-03-01", "2026-03-03")
     outcome = handle_ad_spend(record, ev, Source("ad-spend", 0, 4), "USD")
     assert outcome.status == APPLIED
-    [to_all] = outcome.deltas
-    assert to_all.channel == "all"
-    assert record.buckets == {DAY1 + i: Bucket(spend_cents=1000) for i in range(3)}
+    agency = {DAY1 + i: Bucket({"spend:agency": 1000}) for i in range(3)}
+    assert record.buckets == agency
+    assert [(d.channel, d.buckets) for d in outcome.deltas] == [("all", agency), ("paid", agency)]
     assert handle_ad_spend(record, ev, Source("ad-spend", 0, 5), "USD").status == DUPLICATE
     redelivered = handle_ad_spend(record, ev, Source("ad-spend", 0, 4), "USD")
-    assert (redelivered.status, redelivered.deltas) == (REDELIVERED, [to_all])
+    assert (redelivered.status, redelivered.deltas) == (REDELIVERED, outcome.deltas)
     assert sum(b.spend_cents for b in record.buckets.values()) == 3000
+
+
+def test_spend_on_direct_is_not_paid_spend() -> None:
+    record = ChannelRecord("direct")
+    ev = spend("30.00", "2026-03-01", "2026-03-03", channel="direct")
+    outcome = handle_ad_spend(record, ev, Source("ad-spend", 0, 4), "USD")
+    agency = {DAY1 + i: Bucket({"spend:agency": 1000}) for i in range(3)}
+    assert record.buckets == agency
+    assert [(d.channel, d.buckets) for d in outcome.deltas] == [("all", agency)]
