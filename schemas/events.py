@@ -233,6 +233,9 @@ class AdSpend(EventBase):
 
     type: Literal["ad_spend"]
     channel: Channel
+    campaign: Campaign | None = Field(
+        default=None, description="Campaign the spend belongs to, if any."
+    )
     amount: Amount
     currency: Currency
     category: Literal["media", "salaries", "tools", "agency", "other"]

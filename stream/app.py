@@ -189,7 +189,12 @@ class Runtime:
         today = self.today(records)
         return [
             channel_figures(
-                record, today, self.settings.windows, self.settings.ltv_methods, self.ltv_params
+                record,
+                today,
+                self.settings.windows,
+                self.settings.ltv_methods,
+                self.ltv_params,
+                campaign_top=self.settings.campaign_top_n,
             )
             for record in sorted(records, key=lambda r: r.channel)
             if record.buckets
@@ -325,6 +330,7 @@ def create_runtime(settings: Settings) -> Runtime:
             settings.reporting_currency,
             settings.attribution_lookback_days,
             settings.time_decay_half_life_days,
+            settings.attribution_model,
         ),
         ltv_params=LtvParams(
             settings.expected_lifetime_years,

@@ -77,6 +77,12 @@ class Settings(BaseSettings):
         description="Primary attribution model: names each customer's acquisition channel"
         " (every model is exported side by side with a model label).",
     )
+    campaign_top_n: int = Field(
+        10,
+        ge=0,
+        description="Campaigns per channel with their own name in gauges (by lifetime spend);"
+        " the rest are summed as `other`. Redis keeps every campaign.",
+    )
     time_decay_half_life_days: float = Field(
         7.0, gt=0, le=365, description="Half-life of the time-decay attribution model, days."
     )

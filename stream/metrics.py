@@ -103,6 +103,23 @@ class _Families:
             "LTV divided by the fully loaded CAC.",
             [*cwm, "method"],
         )
+        cwc = [*cw, "campaign"]
+        self.campaign_spend = GaugeMetricFamily(
+            "ltvcac_campaign_spend",
+            "Spend of a campaign in the window (the top LTVCAC_CAMPAIGN_TOP_N campaigns of "
+            "the channel by lifetime spend; the rest summed as campaign=other).",
+            labels=cwc,
+        )
+        self.campaign_customers = GaugeMetricFamily(
+            "ltvcac_campaign_new_customers",
+            "Customers acquired in the window credited to the campaign (primary model).",
+            labels=cwc,
+        )
+        self.campaign_cac = _Defined(
+            "ltvcac_campaign_customer_acquisition_cost",
+            "Campaign spend per customer it acquired in the window (primary model).",
+            cwc,
+        )
 
     def add(self, figures: ChannelFigures) -> None:
         channel = figures.channel
@@ -120,12 +137,20 @@ class _Families:
             self.ltv.add([channel, model, method], ltv)
         for (window, model, method), ratio in figures.ratio.items():
             self.ratio.add([channel, window, model, method], ratio)
+        for campaign, by_window in figures.top_campaigns.items():
+            for window, campaign_figures in by_window.items():
+                labels = [channel, window, campaign]
+                self.campaign_spend.add_metric(labels, campaign_figures.spend)
+                self.campaign_customers.add_metric(labels, campaign_figures.new_customers)
+                self.campaign_cac.add(labels, campaign_figures.cac)
 
     def all(self) -> Iterator[GaugeMetricFamily]:
         yield self.spend
         yield self.spend_by_category
         yield self.new_customers
-        for defined in (self.cac, self.payback, self.ltv, self.ratio):
+        yield self.campaign_spend
+        yield self.campaign_customers
+        for defined in (self.cac, self.payback, self.ltv, self.ratio, self.campaign_cac):
             yield defined.values
             yield defined.flags
 

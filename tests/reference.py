@@ -23,7 +23,7 @@ WINDOW_DAYS = {"7d": 7, "30d": 30, "90d": 90, "365d": 365, "lifetime": None}
 MODELS = ("first_touch", "last_touch", "linear", "time_decay", "position_based")
 CATEGORIES = ("media", "salaries", "tools", "agency", "other")
 SCALE = 1_000_000
-Touch = tuple[int, str, str]  # (time, event_id, channel)
+Touch = tuple[int, str, str, str]  # (time, event_id, channel, campaign or "")
 
 
 @dataclass
@@ -36,6 +36,7 @@ class CustomerTruth:
     last_order_at: int = 0
     visitor: str | None = None
     weights: dict[str, dict[str, int]] = field(default_factory=dict)  # model -> weights
+    campaigns: dict[tuple[str, str], int] = field(default_factory=dict)  # primary model
     channel: str = ""  # of the primary model
 
 
@@ -69,7 +70,7 @@ def shares(
         return [1.0] * n
     if model == "time_decay":
         newest = touches[-1][0]  # ages from the newest touch: same proportions, no underflow
-        return [0.5 ** ((newest - at) / (half_life_days * DAY)) for at, _, _ in touches]
+        return [0.5 ** ((newest - at) / (half_life_days * DAY)) for at, *_ in touches]
     if n <= 2:  # position based
         return [1.0] * n
     return [0.4] + [0.2 / (n - 2)] * (n - 2) + [0.4]
@@ -97,7 +98,7 @@ def attribution(
     result = {}
     for model in MODELS:
         by_channel: dict[str, float] = {}
-        for (_, _, channel), share in zip(
+        for (_, _, channel, _), share in zip(
             inside, shares(model, inside, converted_at, half_life_days), strict=True
         ):
             by_channel[channel] = by_channel.get(channel, 0.0) + share
@@ -115,6 +116,30 @@ def cents(amount: str) -> int:
 
 def half_even(value: Decimal) -> int:
     return int(value.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
+def campaign_attribution(
+    touches: list[Touch], converted_at: int, lookback_days: int, half_life_days: float, model: str
+) -> dict[tuple[str, str], int]:
+    """(channel, campaign) -> millionths of the customer; touches without a campaign
+    take their share but are not listed."""
+    inside = sorted(
+        t for t in touches if converted_at - lookback_days * DAY <= t[0] <= converted_at
+    )
+    if not inside:
+        return {}
+    by_pair: dict[str, float] = {}
+    for (_, _, channel, campaign), share in zip(
+        inside, shares(model, inside, converted_at, half_life_days), strict=True
+    ):
+        key = f"{channel}\x00{campaign}"
+        by_pair[key] = by_pair.get(key, 0.0) + share
+    result = {}
+    for key, weight in millionths(by_pair).items():
+        channel, campaign = key.split("\x00")
+        if campaign:
+            result[(channel, campaign)] = weight
+    return result
 
 
 def ground_truth(
@@ -156,9 +181,12 @@ def ground_truth(
             visitor = event["visitor_id"] if kind == "ad_click" else event["referred_visitor_id"]
             channel = event["channel"] if kind == "ad_click" else "referral"
             cost = cents(event["cost"] if kind == "ad_click" else event["reward_cost"])
-            touches.setdefault(visitor, []).append((at, event["event_id"], channel))
+            campaign = event.get("campaign") or ""
+            touches.setdefault(visitor, []).append((at, event["event_id"], channel, campaign))
             if cost:
                 truth.add_spend(channel, at // DAY, "media", cost)
+                if campaign:
+                    truth.add(channel, at // DAY, f"campaign_spend:{campaign}", cost)
                 truth.watermark = max(truth.watermark, at)
         elif kind == "ad_spend":
             first = dt.date.fromisoformat(event["period_start"])
@@ -169,6 +197,9 @@ def ground_truth(
                 spend = base + (1 if index < odd else 0)
                 if spend:
                     truth.add_spend(event["channel"], start + index, event["category"], spend)
+                    if event.get("campaign"):
+                        key = f"campaign_spend:{event['campaign']}"
+                        truth.add(event["channel"], start + index, key, spend)
             truth.watermark = max(truth.watermark, at)
 
     def credit(customer: CustomerTruth, day: int, name: str, amount: int) -> None:
@@ -186,6 +217,11 @@ def ground_truth(
         primary_weights = customer.weights[primary]
         customer.channel = max(sorted(primary_weights), key=lambda c: primary_weights[c])
         credit(customer, converted_at // DAY, "customers", 1)
+        customer.campaigns = campaign_attribution(
+            visits, converted_at, lookback_days, half_life_days, primary
+        )
+        for (channel, campaign), weight in customer.campaigns.items():
+            truth.add(channel, converted_at // DAY, f"campaign_customers:{campaign}", weight)
     for customer_id, at, _, profit in orders.values():
         customer = truth.customers[customer_id]
         credit(customer, at // DAY, "profit", profit)

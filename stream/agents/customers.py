@@ -16,7 +16,7 @@ from stream.agents.common import (
     reject,
     source_of,
 )
-from stream.domain.attribution import model_weights_from_json
+from stream.domain.attribution import campaign_weights_from_json, model_weights_from_json
 from stream.domain.customer import (
     CustomerRecord,
     handle_attribution,
@@ -60,6 +60,7 @@ async def handle(runtime: Runtime, message: Any) -> None:
                     update["converted_at"],
                     model_weights_from_json(update["weights"]),
                     source,
+                    campaign_weights_from_json(update.get("campaigns", {})),
                 )
             else:
                 outcome = handle_link(record, update["visitor_id"], source)

@@ -18,6 +18,7 @@ from stream.domain.timeline import SECONDS_PER_DAY
 DIRECT = "direct"
 Weights = dict[str, int]  # channel -> millionths
 ModelWeights = dict[str, Weights]  # model -> its weights
+CampaignWeights = dict[str, Weights]  # channel -> campaign -> millionths of the customer
 POSITION_ENDS = 0.4  # position based: the first and the last touch each take 40%
 
 
@@ -111,6 +112,33 @@ def attribute(
     return result
 
 
+def campaign_weights(
+    touches: Sequence[Touch],
+    converted_at: int,
+    lookback_days: int,
+    half_life_days: float,
+    model: str,
+) -> CampaignWeights:
+    """The share of the customer each (channel, campaign) gets in ``model``; touches
+    without a campaign take their share too but are not listed."""
+    qualifying = qualifying_touches(touches, converted_at, lookback_days)
+    if not qualifying:
+        return {}
+    by_pair: dict[str, float] = {}
+    pairs: dict[str, tuple[str, str | None]] = {}
+    shares = MODELS[model](qualifying, converted_at, half_life_days)
+    for touch, share in zip(qualifying, shares, strict=True):
+        key = f"{touch.channel}\x00{touch.campaign or ''}"
+        pairs[key] = (touch.channel, touch.campaign)
+        by_pair[key] = by_pair.get(key, 0.0) + share
+    result: CampaignWeights = {}
+    for key, weight in to_millionths(by_pair).items():
+        channel, campaign = pairs[key]
+        if campaign is not None:
+            result.setdefault(channel, {})[campaign] = weight
+    return result
+
+
 def to_millionths(shares: dict[str, float]) -> Weights:
     """Normalise shares to integers summing to ``WEIGHT_SCALE`` (largest remainder)."""
     total = sum(shares.values())
@@ -134,4 +162,18 @@ def model_weights_from_json(value: object) -> ModelWeights:
             raise ValueError("weights must map channels to positive integers")
         if sum(weights.values()) != WEIGHT_SCALE:
             raise ValueError(f"weights must sum to {WEIGHT_SCALE}")
+    return value
+
+
+def campaign_weights_from_json(value: object) -> CampaignWeights:
+    """Campaign weights from an internal message; ValueError when malformed."""
+    if not isinstance(value, dict) or not all(
+        isinstance(campaigns, dict)
+        and all(
+            isinstance(c, str) and isinstance(w, int) and 0 < w <= WEIGHT_SCALE
+            for c, w in campaigns.items()
+        )
+        for campaigns in value.values()
+    ):
+        raise ValueError("campaigns must map channels to campaigns to positive millionths")
     return value

@@ -52,6 +52,15 @@ def spend_key(category: str) -> str:
     return f"spend:{category}"
 
 
+def campaign_spend_key(campaign: str) -> str:
+    return f"campaign_spend:{campaign}"
+
+
+def campaign_customers_key(campaign: str) -> str:
+    """New customers of a campaign, by the primary attribution model."""
+    return f"campaign_customers:{campaign}"
+
+
 def customers_key(model: str) -> str:
     return f"customers:{model}"
 
@@ -69,7 +78,9 @@ class Bucket:
     """One day of one channel: named integer counters, absent when zero.
 
     ``spend:{category}`` in cents; ``customers:{model}``, ``profit:{model}`` (cents) and
-    ``orders:{model}`` in millionths, weighted by that attribution model's weights.
+    ``orders:{model}`` in millionths, weighted by that attribution model's weights; on a
+    channel's own record ``campaign_spend:{campaign}`` (cents) and
+    ``campaign_customers:{campaign}`` (millionths, primary model).
     """
 
     counts: dict[str, int] = field(default_factory=dict)

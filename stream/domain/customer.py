@@ -25,7 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 from schemas.events import Purchase, Refund
-from stream.domain.attribution import DIRECT, MODELS, ModelWeights, Weights
+from stream.domain.attribution import DIRECT, MODELS, CampaignWeights, ModelWeights, Weights
 from stream.domain.channel import (
     ALL_CHANNELS,
     PAID_CHANNELS,
@@ -33,6 +33,7 @@ from stream.domain.channel import (
     Bucket,
     ChannelDelta,
     Source,
+    campaign_customers_key,
     customers_key,
     orders_key,
     profit_key,
@@ -89,6 +90,7 @@ class Attribution:
     version: int
     weights: ModelWeights
     offset: int
+    campaigns: CampaignWeights = field(default_factory=dict)  # primary model's
 
 
 DIRECT_WEIGHTS: ModelWeights = {model: {DIRECT: WEIGHT_SCALE} for model in MODELS}
@@ -153,7 +155,9 @@ class CustomerRecord(AppliedOffsets):
             "version": self.version,
             "order_book": {oid: list(astuple(o)) for oid, o in self.order_book.items()},
             "refund_book": {eid: list(astuple(r)) for eid, r in self.refund_book.items()},
-            "attributions": [[a.version, a.weights, a.offset] for a in self.attributions],
+            "attributions": [
+                [a.version, a.weights, a.offset, a.campaigns] for a in self.attributions
+            ],
             "linked_visitors": self.linked_visitors,
             "offsets": self.offsets,
         }
@@ -169,7 +173,7 @@ class CustomerRecord(AppliedOffsets):
             version=data["version"],
             order_book={oid: Order(*v) for oid, v in data["order_book"].items()},
             refund_book={eid: RefundEntry(*v) for eid, v in data["refund_book"].items()},
-            attributions=[Attribution(v, w, o) for v, w, o in data["attributions"]],
+            attributions=[Attribution(*a) for a in data["attributions"]],
             linked_visitors=list(data["linked_visitors"]),
             offsets=dict(data["offsets"]),
         )
@@ -280,6 +284,7 @@ def handle_attribution(
     converted_at: int,
     weights: ModelWeights,
     source: Source,
+    campaigns: CampaignWeights | None = None,
 ) -> Outcome:
     """The visitor's attribution of this customer's acquisition came back (or changed).
 
@@ -293,10 +298,16 @@ def handle_attribution(
         return Outcome(REDELIVERED)
     current = (record.converting_visitor, record.first_order_at)
     record.mark(source)
-    if current != (visitor_id, converted_at) or record.model_weights == weights:
+    attribution = Attribution(record.version + 1, weights, source.offset, campaigns or {})
+    latest = record.attributions[-1] if record.attributions else None
+    unchanged = latest is not None and (latest.weights, latest.campaigns) == (
+        attribution.weights,
+        attribution.campaigns,
+    )
+    if current != (visitor_id, converted_at) or unchanged:
         return Outcome(DUPLICATE)
     record.version += 1
-    record.attributions.append(Attribution(record.version, weights, source.offset))
+    record.attributions.append(attribution)
     del record.attributions[:-MAX_ATTRIBUTIONS]
     return Outcome(APPLIED, _deltas(record, record.version, source))
 
@@ -333,9 +344,8 @@ def _deltas(record: CustomerRecord, version: int, source: Source) -> list[Channe
 def _contribution(record: CustomerRecord, version: int) -> tuple[Contribution, int]:
     """The weighted buckets this customer puts in each channel at ``version``, and the
     latest event time among the inputs up to it (the deltas' time, for watermarks)."""
-    model_weights = next(
-        (a.weights for a in reversed(record.attributions) if a.version <= version), None
-    )
+    attribution = next((a for a in reversed(record.attributions) if a.version <= version), None)
+    model_weights = None if attribution is None else attribution.weights
     orders = [(oid, o) for oid, o in record.order_book.items() if o.version <= version]
     refunds = [r for r in record.refund_book.values() if r.version <= version]
     latest = max([o.at for _, o in orders] + [r.at for r in refunds], default=0)
@@ -368,4 +378,9 @@ def _contribution(record: CustomerRecord, version: int) -> tuple[Contribution, i
                 ):
                     if value:
                         counts[key] = value * weight
+    acquired_on = day_of(record.order_book[first].at)
+    for channel, campaigns in (attribution.campaigns if attribution else {}).items():
+        counts = contribution.setdefault(channel, {}).setdefault(acquired_on, Bucket()).counts
+        for campaign, weight in campaigns.items():
+            counts[campaign_customers_key(campaign)] = weight
     return contribution, latest

@@ -23,7 +23,7 @@ A figure that cannot be computed is ``None`` with a reason, never 0 or infinity.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from stream.domain.attribution import MODELS
@@ -32,6 +32,8 @@ from stream.domain.channel import (
     SPEND_CATEGORIES,
     Bucket,
     ChannelRecord,
+    campaign_customers_key,
+    campaign_spend_key,
     customers_key,
     orders_key,
     profit_key,
@@ -83,11 +85,21 @@ class WindowFigures:
 
 
 @dataclass(frozen=True)
+class CampaignFigures:
+    spend: float
+    new_customers: float  # by the primary model
+    cac: Figure
+
+
+@dataclass(frozen=True)
 class ChannelFigures:
     channel: str
     windows: dict[str, WindowFigures]
     ltv: dict[tuple[str, str], Figure]  # (model, method) -> LTV
     ratio: dict[tuple[str, str, str], Figure]  # (window, model, method) -> LTV:CAC
+    # campaign -> window -> figures: every campaign, and the top ones plus ``other``
+    campaigns: dict[str, dict[str, CampaignFigures]] = field(default_factory=dict)
+    top_campaigns: dict[str, dict[str, CampaignFigures]] = field(default_factory=dict)
 
 
 def now_day(records: Iterable[ChannelRecord], lateness_seconds: int) -> int:
@@ -164,6 +176,7 @@ def channel_figures(
     methods: Iterable[str],
     params: LtvParams,
     models: Iterable[str] = tuple(MODELS),
+    campaign_top: int = 10,
 ) -> ChannelFigures:
     """Every exported figure of one channel as of event-time day ``today``."""
     models, methods = list(models), list(methods)
@@ -190,7 +203,15 @@ def channel_figures(
                 ratio[(window, model, method)] = _quotient(ltv[(model, method)], loaded, NO_SPEND)
         by_category = {c: total.get(spend_key(c)) / 100 for c in SPEND_CATEGORIES}
         per_window[window] = WindowFigures(spend, by_category, new_customers, cac, payback)
-    return ChannelFigures(record.channel, per_window, ltv, ratio)
+    windows = list(per_window)
+    return ChannelFigures(
+        record.channel,
+        per_window,
+        ltv,
+        ratio,
+        campaign_figures(record, today, windows),
+        campaign_figures(record, today, windows, campaign_top),
+    )
 
 
 def _quotient(numerator: Figure, denominator: Figure, reason_if_not_positive: str) -> Figure:
@@ -202,3 +223,39 @@ def _quotient(numerator: Figure, denominator: Figure, reason_if_not_positive: st
     if denominator.value <= 0:
         return Figure.undefined(reason_if_not_positive)
     return Figure(numerator.value / denominator.value)
+
+
+OTHER_CAMPAIGNS = "other"
+
+
+def campaign_figures(
+    record: ChannelRecord, today: int, windows: Iterable[str], top: int | None = None
+) -> dict[str, dict[str, CampaignFigures]]:
+    """Spend, new customers and CAC per campaign and window (primary model).
+
+    With ``top``, the ``top`` campaigns with the most lifetime spend keep their name
+    (ties by name) and the rest are summed under ``other``; without it, every campaign.
+    """
+    spend_prefix, customers_prefix = campaign_spend_key(""), campaign_customers_key("")
+    lifetime = _sum(record.buckets.values())
+    names = {
+        key.split(":", 1)[1]
+        for key in lifetime.counts
+        if key.startswith((spend_prefix, customers_prefix))
+    }
+    ranked = sorted(names, key=lambda c: (-lifetime.get(campaign_spend_key(c)), c))
+    kept = set(ranked if top is None else ranked[:top])
+    result: dict[str, dict[str, CampaignFigures]] = {}
+    for window in windows:
+        total = _sum(b for d, b in record.buckets.items() if in_window(d, today, window))
+        sums: dict[str, list[int]] = {}
+        for name in names:
+            label = name if name in kept else OTHER_CAMPAIGNS
+            cell = sums.setdefault(label, [0, 0])
+            cell[0] += total.get(campaign_spend_key(name))
+            cell[1] += total.get(campaign_customers_key(name))
+        for label, (cents, weighted) in sums.items():
+            spend, customers = cents / 100, weighted / WEIGHT_SCALE
+            figures = CampaignFigures(spend, customers, _ratio(spend, customers, NO_CUSTOMERS))
+            result.setdefault(label, {})[window] = figures
+    return result

@@ -12,6 +12,7 @@ from stream.domain.channel import (
     Bucket,
     ChannelDelta,
     Source,
+    campaign_spend_key,
     spend_key,
 )
 
@@ -59,11 +60,22 @@ def unsupported_currency(currency: str, reporting_currency: str) -> Outcome | No
 
 
 def spend_deltas(
-    channel: str, category: str, source: Source, occurred_at: int, spend_by_day: dict[int, int]
+    channel: str,
+    category: str,
+    source: Source,
+    occurred_at: int,
+    spend_by_day: dict[int, int],
+    campaign: str | None = None,
 ) -> list[ChannelDelta]:
     """Spend is not weighted: the same cents go to the channel, to ``all`` and, unless
-    the channel is ``direct``, to ``paid``; the channel's own delta comes first."""
+    the channel is ``direct``, to ``paid``; the channel's own delta comes first and
+    also counts the spend of its campaign."""
     key = spend_key(category)
-    buckets = {day: Bucket({key: cents}) for day, cents in spend_by_day.items() if cents}
-    channels = [channel, ALL_CHANNELS] + ([] if channel == DIRECT else [PAID_CHANNELS])
-    return [ChannelDelta(name, source, occurred_at, buckets) for name in channels]
+    days = {day: cents for day, cents in spend_by_day.items() if cents}
+    own_keys = [key] if campaign is None else [key, campaign_spend_key(campaign)]
+    own = {day: Bucket(dict.fromkeys(own_keys, cents)) for day, cents in days.items()}
+    shared = {day: Bucket({key: cents}) for day, cents in days.items()}
+    others = [ALL_CHANNELS] + ([] if channel == DIRECT else [PAID_CHANNELS])
+    return [ChannelDelta(channel, source, occurred_at, own)] + [
+        ChannelDelta(name, source, occurred_at, shared) for name in others
+    ]

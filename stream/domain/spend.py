@@ -36,6 +36,7 @@ def handle_ad_spend(
         source,
         epoch_seconds(event.occurred_at),
         spread_over_days(event),
+        event.campaign,
     )
     if record.seen(source):
         applied_here = record.spend_event_ids.get(event.event_id) == source.offset

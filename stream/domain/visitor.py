@@ -11,7 +11,13 @@ from dataclasses import astuple, dataclass, field
 from typing import Any
 
 from schemas.events import AdClick, Identify, Referral
-from stream.domain.attribution import ModelWeights, Touch, attribute
+from stream.domain.attribution import (
+    CampaignWeights,
+    ModelWeights,
+    Touch,
+    attribute,
+    campaign_weights,
+)
 from stream.domain.channel import MEDIA, AppliedOffsets, ChannelDelta, Source
 from stream.domain.money import to_cents
 from stream.domain.outcome import (
@@ -35,6 +41,7 @@ class VisitorRules:
     reporting_currency: str = "USD"
     lookback_days: int = 30
     half_life_days: float = 7.0  # of the time-decay model
+    primary_model: str = "last_touch"  # credits campaigns
 
 
 @dataclass
@@ -48,6 +55,7 @@ class StoredTouch:
 class Conversion:
     converted_at: int
     weights: ModelWeights
+    campaigns: CampaignWeights = field(default_factory=dict)  # of the primary model
 
 
 @dataclass
@@ -62,7 +70,9 @@ class VisitorRecord(AppliedOffsets):
         return {
             "visitor_id": self.visitor_id,
             "touches": [[*astuple(s.touch), s.cost_cents, s.offset] for s in self.touches],
-            "conversions": {c: [v.converted_at, v.weights] for c, v in self.conversions.items()},
+            "conversions": {
+                c: [v.converted_at, v.weights, v.campaigns] for c, v in self.conversions.items()
+            },
             "customer_id": self.customer_id,
             "offsets": self.offsets,
         }
@@ -72,7 +82,7 @@ class VisitorRecord(AppliedOffsets):
         return cls(
             visitor_id=data["visitor_id"],
             touches=[StoredTouch(Touch(*t[:4]), t[4], t[5]) for t in data["touches"]],
-            conversions={c: Conversion(at, w) for c, (at, w) in data["conversions"].items()},
+            conversions={c: Conversion(*v) for c, v in data["conversions"].items()},
             customer_id=data["customer_id"],
             offsets=dict(data["offsets"]),
         )
@@ -100,9 +110,9 @@ def handle_touch(
     changed = []
     for customer_id in _affected(record, touch, rules):
         conversion = record.conversions[customer_id]
-        weights = _weights(record, conversion.converted_at, rules)
-        if weights != conversion.weights:
-            conversion.weights = weights
+        attributed = _attributed(record, conversion.converted_at, rules)
+        if attributed != conversion:
+            record.conversions[customer_id] = attributed
             changed.append(customer_id)
     return Outcome(APPLIED, spend, _attributions(record, changed))
 
@@ -118,7 +128,7 @@ def _spend_deltas(touch: Touch, cost_cents: int, source: Source) -> list[Channel
     if cost_cents == 0:
         return []
     at = touch.occurred_at
-    return spend_deltas(touch.channel, MEDIA, source, at, {day_of(at): cost_cents})
+    return spend_deltas(touch.channel, MEDIA, source, at, {day_of(at): cost_cents}, touch.campaign)
 
 
 def _affected(record: VisitorRecord, touch: Touch, rules: VisitorRules) -> list[str]:
@@ -131,9 +141,15 @@ def _affected(record: VisitorRecord, touch: Touch, rules: VisitorRules) -> list[
     )
 
 
-def _weights(record: VisitorRecord, converted_at: int, rules: VisitorRules) -> ModelWeights:
+def _attributed(record: VisitorRecord, converted_at: int, rules: VisitorRules) -> Conversion:
+    """The conversion at ``converted_at`` attributed from the touches known now."""
     touches = [stored.touch for stored in record.touches]
-    return attribute(touches, converted_at, rules.lookback_days, rules.half_life_days)
+    days, half_life = rules.lookback_days, rules.half_life_days
+    return Conversion(
+        converted_at,
+        attribute(touches, converted_at, days, half_life),
+        campaign_weights(touches, converted_at, days, half_life, rules.primary_model),
+    )
 
 
 def _attributions(record: VisitorRecord, customer_ids: list[str]) -> list[Message]:
@@ -147,6 +163,7 @@ def _attributions(record: VisitorRecord, customer_ids: list[str]) -> list[Messag
             "visitor_id": record.visitor_id,
             "converted_at": conversion.converted_at,
             "weights": conversion.weights,
+            "campaigns": conversion.campaigns,
         }
         messages.append(Message(CUSTOMER_UPDATES, customer_id, attribution))
     return messages
@@ -185,8 +202,7 @@ def handle_conversion(
     if record.seen(source):
         known = customer_id in record.conversions
         return Outcome(REDELIVERED, messages=_attributions(record, [customer_id] if known else []))
-    weights = _weights(record, converted_at, rules)
-    conversion = Conversion(converted_at, weights)
+    conversion = _attributed(record, converted_at, rules)
     status = DUPLICATE if record.conversions.get(customer_id) == conversion else APPLIED
     record.conversions[customer_id] = conversion
     record.mark(source)

@@ -10,6 +10,9 @@ Layout (prefix from ``LTVCAC_REDIS_KEY_PREFIX``):
   ``new_customers:{window}:{model}``, ``cac:{window}:{model}:{cost}``,
   ``payback_months:{window}:{model}``, ``ltv:{model}:{method}``,
   ``ltv_cac:{window}:{model}:{method}``; an undefined figure is absent.
+- ``{prefix}campaigns:{channel}`` hash: ``spend:{window}:{campaign}``,
+  ``new_customers:{window}:{campaign}`` (primary model), ``cac:{window}:{campaign}``
+  for every campaign of the channel (no top-N guard here).
 - ``{prefix}channels`` set: channel names present. A channel whose every attribution
   was retracted by a later re-attribution loses its hash and its set member.
 - ``{prefix}projection:writer:{id}`` string with a one-hour expiry, one per running
@@ -77,6 +80,18 @@ def customer_fields(record: CustomerRecord, primary_model: str) -> RedisHash:
         "attribution": json.dumps(scaled.get(primary_model, {}), sort_keys=True),
         "attribution_models": json.dumps(scaled, sort_keys=True),
     }
+
+
+def campaign_fields(figures: ChannelFigures) -> RedisHash:
+    """The Redis hash of a channel's campaigns: every campaign, exact."""
+    fields: RedisHash = {}
+    for campaign, by_window in figures.campaigns.items():
+        for window, campaign_figures in by_window.items():
+            fields[f"spend:{window}:{campaign}"] = repr(campaign_figures.spend)
+            fields[f"new_customers:{window}:{campaign}"] = repr(campaign_figures.new_customers)
+            if campaign_figures.cac.value is not None:
+                fields[f"cac:{window}:{campaign}"] = repr(campaign_figures.cac.value)
+    return fields
 
 
 def channel_fields(figures: ChannelFigures) -> RedisHash:
@@ -204,8 +219,13 @@ class RedisProjection:
                 pipe.delete(key)
                 pipe.hset(key, mapping=channel_fields(figures))
                 pipe.sadd(f"{self._prefix}channels", figures.channel)
+                campaigns = f"{self._prefix}campaigns:{figures.channel}"
+                pipe.delete(campaigns)
+                if fields := campaign_fields(figures):
+                    pipe.hset(campaigns, mapping=fields)
             for channel in retired:
                 pipe.delete(f"{self._prefix}channel:{channel}")
+                pipe.delete(f"{self._prefix}campaigns:{channel}")
                 pipe.srem(f"{self._prefix}channels", channel)
             pipe.set(self._marker, "1", ex=_MARKER_TTL_SECONDS)
             results = await pipe.execute()

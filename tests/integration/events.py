@@ -13,9 +13,16 @@ def event(kind: str, event_id: str, at: str, **fields: Any) -> dict[str, Any]:
     return {"type": kind, "event_id": event_id, "occurred_at": at, "schema_version": 1, **fields}
 
 
-def click(event_id: str, at: str, visitor: str, channel: str, cost: str) -> Message:
+def click(event_id: str, at: str, visitor: str, channel: str, cost: str, **extra: Any) -> Message:
     body = event(
-        "ad_click", event_id, at, visitor_id=visitor, channel=channel, cost=cost, currency="USD"
+        "ad_click",
+        event_id,
+        at,
+        visitor_id=visitor,
+        channel=channel,
+        cost=cost,
+        currency="USD",
+        **extra,
     )
     return ("ad-clicks", visitor, body)
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+from pathlib import Path
 
 import pytest
 
+from stream.devstack import StackEndpoints
 from stream.domain.attribution import MODELS
 from stream.worker_process import label_set
 from tests.integration.conftest import Deployment, encode, wait_until
 from tests.integration.events import click, purchase, wire
+from tests.integration.events import spend as ad_spend
 from tests.integration.scenario import (
     EXPECTED,
     MESSAGES,
@@ -256,3 +260,77 @@ async def test_a_channel_whose_only_customer_is_reattributed_disappears(
     )
     assert deployment.redis_hash("channel:direct") == {}
     assert deployment.redis_hash("customer:c1")["acquisition_channel"] == "search"
+
+
+async def test_campaign_figures_keep_the_top_campaigns_and_sum_the_rest(
+    stack: StackEndpoints, tmp_path: Path
+) -> None:
+    deployment = Deployment(stack, tmp_path, extra_env={"LTVCAC_CAMPAIGN_TOP_N": "1"})
+    await asyncio.to_thread(deployment.worker.start)
+    try:
+        brand_fee = ad_spend(
+            "s1", "2026-03-01T00:00:00Z", "search", "30.00", "media", "2026-03-01", "2026-03-01"
+        )
+        brand_fee[2]["campaign"] = "brand"
+        await deployment.publish(
+            wire(
+                [
+                    click("k1", "2026-03-01T08:00:00Z", "v1", "search", "2.00", campaign="brand"),
+                    click("k2", "2026-03-01T08:00:00Z", "v2", "search", "5.00", campaign="promo"),
+                    click("k3", "2026-03-01T08:00:00Z", "v3", "search", "1.00", campaign="spring"),
+                    click("k4", "2026-03-01T08:00:00Z", "v4", "search", "1.00"),
+                    brand_fee,
+                    purchase("p1", "2026-03-01T10:00:00Z", "c1", "o1", "50.00", visitor_id="v1"),
+                    purchase("p2", "2026-03-01T10:00:00Z", "c2", "o2", "50.00", visitor_id="v2"),
+                    purchase("p3", "2026-03-01T10:00:00Z", "c3", "o3", "50.00", visitor_id="v3"),
+                    purchase("p4", "2026-03-01T10:00:00Z", "c4", "o4", "50.00", visitor_id="v4"),
+                ]
+            )
+        )
+        # brand: 32.00 for c1; promo 5.00 for c2; spring 1.00 for c3; c4's click has none.
+        # Top 1 by spend is brand; promo and spring sum to other: 6.00 for 2 customers.
+        expected = {
+            "brand": (32.0, 1.0, 32.0),
+            "other": (6.0, 2.0, 3.0),
+        }
+
+        def campaign_gauges() -> dict[str, tuple[float | None, ...]]:
+            samples = deployment.worker.samples()
+
+            def value(name: str, campaign: str) -> float | None:
+                labels = label_set(channel="search", window="lifetime", campaign=campaign)
+                return samples.get((name, labels))
+
+            return {
+                campaign: (
+                    value("ltvcac_campaign_spend", campaign),
+                    value("ltvcac_campaign_new_customers", campaign),
+                    value("ltvcac_campaign_customer_acquisition_cost", campaign),
+                )
+                for campaign in {
+                    dict(labels)["campaign"]
+                    for name, labels in samples
+                    if name == "ltvcac_campaign_spend"
+                }
+            }
+
+        await wait_until(lambda: campaign_gauges() == expected, what="the campaign gauges")
+        exact = {
+            "spend:lifetime:brand": 32.0,
+            "new_customers:lifetime:brand": 1.0,
+            "cac:lifetime:brand": 32.0,
+            "spend:lifetime:promo": 5.0,
+            "new_customers:lifetime:promo": 1.0,
+            "cac:lifetime:promo": 5.0,
+            "spend:lifetime:spring": 1.0,
+            "new_customers:lifetime:spring": 1.0,
+            "cac:lifetime:spring": 1.0,
+        }
+
+        def redis_campaigns() -> dict[str, float]:
+            stored = deployment.redis_hash("campaigns:search")
+            return {k: float(v) for k, v in stored.items() if ":lifetime:" in k}
+
+        await wait_until(lambda: redis_campaigns() == exact, what="every campaign in Redis")
+    finally:
+        await asyncio.to_thread(deployment.cleanup)

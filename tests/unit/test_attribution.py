@@ -7,6 +7,7 @@ from stream.domain.attribution import (
     MODELS,
     Touch,
     attribute,
+    campaign_weights,
     model_weights_from_json,
     to_millionths,
 )
@@ -132,3 +133,23 @@ def test_malformed_model_weights_are_refused(value: object) -> None:
 def test_well_formed_model_weights_are_taken_as_they_are() -> None:
     value = every_model({"search": 400_000, "social": 600_000})
     assert model_weights_from_json(value) == value
+
+
+def test_campaigns_get_the_share_of_their_touches_in_the_model() -> None:
+    touches = [
+        Touch("a", CONVERTED - 3 * DAY, "search", "brand"),
+        Touch("b", CONVERTED - 2 * DAY, "search", None),  # a share, but no campaign to list
+        Touch("c", CONVERTED - 1 * DAY, "social", "spring"),
+    ]
+    assert campaign_weights(touches, CONVERTED, 30, 7, "linear") == {
+        # the odd millionth goes to the first pair by name: search without a campaign
+        "search": {"brand": 333_333},
+        "social": {"spring": 333_333},
+    }
+    assert campaign_weights(touches, CONVERTED, 30, 7, "last_touch") == {
+        "social": {"spring": ALL_OF_IT}
+    }
+    assert campaign_weights(touches, CONVERTED, 30, 7, "first_touch") == {
+        "search": {"brand": ALL_OF_IT}
+    }
+    assert campaign_weights([], CONVERTED, 30, 7, "linear") == {}

@@ -141,3 +141,28 @@ def test_now_is_the_newest_event_less_the_lateness() -> None:
     assert now_day([a, b], 3600) == 9
     assert now_day([a, b], 0) == 10
     assert now_day([], 3600) == 0
+
+
+def test_campaigns_beyond_the_top_are_summed_as_other() -> None:
+    # a: 50.00 spend, 2 customers; b: 30.00, 1; c: 10.00, no customer; day 100
+    counts = {
+        "campaign_spend:a": 5000,
+        "campaign_customers:a": 2 * M,
+        "campaign_spend:b": 3000,
+        "campaign_customers:b": M,
+        "campaign_spend:c": 1000,
+    }
+    channel = ChannelRecord("search", buckets={100: Bucket(counts)})
+    f = channel_figures(channel, 100, ["lifetime"], ["historical"], PARAMS, [LAST], 1)
+    every = {c: w["lifetime"] for c, w in f.campaigns.items()}
+    assert {c: (v.spend, v.new_customers, v.cac.value) for c, v in every.items()} == {
+        "a": (50.0, 2.0, 25.0),
+        "b": (30.0, 1.0, 30.0),
+        "c": (10.0, 0.0, None),
+    }
+    top = {c: w["lifetime"] for c, w in f.top_campaigns.items()}
+    # b and c together: 40.00 for 1 customer
+    assert {c: (v.spend, v.new_customers, v.cac.value) for c, v in top.items()} == {
+        "a": (50.0, 2.0, 25.0),
+        "other": (40.0, 1.0, 40.0),
+    }

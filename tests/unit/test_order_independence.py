@@ -75,7 +75,7 @@ class Topology:
         if topic == "customer-updates":
             customer = self.customers.setdefault(key, CustomerRecord(key))
             args = (value["visitor_id"], value["converted_at"], value["weights"], source)
-            return handle_attribution(customer, *args)
+            return handle_attribution(customer, *args, value["campaigns"])
         if topic in ("ad-clicks", "referrals"):
             visitor = self.visitors.setdefault(key, VisitorRecord(key))
             return handle_touch(visitor, value, source, VisitorRules())

@@ -72,7 +72,7 @@ def test_duplicate_click_and_redelivered_click() -> None:
 def test_conversion_attributes_by_every_model_and_answers_repeats_identically() -> None:
     record = VisitorRecord("v1")
     handle_touch(record, click("search", 8), Source("ad-clicks", 0, 1), RULES)
-    handle_touch(record, click("social", 10), Source("ad-clicks", 0, 2), RULES)
+    handle_touch(record, click("social", 10, campaign="spring"), Source("ad-clicks", 0, 2), RULES)
     handle_touch(record, click("display", 14), Source("ad-clicks", 0, 3), RULES)  # after purchase
     outcome = handle_conversion(record, "c1", T, Source("visitor-updates", 0, 0), RULES)
     [message] = outcome.messages
@@ -89,6 +89,8 @@ def test_conversion_attributes_by_every_model_and_answers_repeats_identically() 
             # 4 and 2 hours before the purchase: 1/16 : 1/4 = 1/5 : 4/5
             "time_decay": {"search": 200_000, "social": 800_000},
         },
+        # the primary model (last touch) credits the social click of campaign spring
+        "campaigns": {"social": {"spring": M}},
     }
     repeat = handle_conversion(record, "c1", T, Source("visitor-updates", 0, 1), RULES)
     assert (repeat.status, repeat.messages) == (DUPLICATE, outcome.messages)
