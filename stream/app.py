@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from schemas import topics as contract
 from stream.config import Settings
-from stream.domain.channel import ChannelRecord
+from stream.domain.channel import ChannelRecord, assemble
 from stream.domain.customer import CustomerRules
 from stream.domain.figures import ChannelFigures, LtvParams, channel_figures, now_day
 from stream.domain.visitor import VisitorRules
@@ -172,7 +172,15 @@ class Runtime:
 
     def channel_records(self) -> list[ChannelRecord]:
         """The channels this worker exports: those in its owned, recovered partitions."""
-        return [ChannelRecord.from_json(value) for _, value in self.channels.owned_items()]
+        headers: dict[str, Any] = {}
+        blocks: dict[str, list[Any]] = {}
+        for key, value in self.channels.owned_items():
+            channel, block, _ = key.partition("#")
+            if block:
+                blocks.setdefault(channel, []).append(value)
+            else:
+                headers[key] = value
+        return [assemble(header, blocks.get(name, [])) for name, header in headers.items()]
 
     def today(self, records: Iterable[ChannelRecord]) -> int:
         """The deployment's event-time "today": the newest of this worker's channels and

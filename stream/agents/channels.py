@@ -9,17 +9,23 @@ from schemas.topics import AD_SPEND
 from stream.agents.common import (
     INTERNAL_ERRORS,
     internal_json,
-    load,
     logical_topic,
     publish,
     register_agent,
     reject,
     source_of,
 )
-from stream.domain.channel import ChannelDelta, ChannelRecord
+from stream.domain.channel import (
+    ChannelDelta,
+    ChannelRecord,
+    assemble,
+    block_key,
+    blocks_json,
+    header_json,
+)
 from stream.domain.ingest import Rejection, validate
 from stream.domain.outcome import APPLIED, REDELIVERED, Outcome
-from stream.domain.spend import handle_ad_spend
+from stream.domain.spend import handle_ad_spend, spread_over_days
 
 if TYPE_CHECKING:
     from stream.app import Runtime
@@ -36,7 +42,8 @@ async def handle(runtime: Runtime, message: Any) -> None:
         if isinstance(event, Rejection):
             return await reject(runtime, message, event)
         assert isinstance(event, AdSpend)
-        record = _load(runtime, event.channel)
+        days = list(spread_over_days(event))
+        record = _load(runtime, event.channel, days)
         outcome = handle_ad_spend(record, event, source, runtime.settings.reporting_currency)
     else:
         update = internal_json(message)
@@ -46,12 +53,27 @@ async def handle(runtime: Runtime, message: Any) -> None:
             delta = ChannelDelta.from_json(update)
         except INTERNAL_ERRORS as error:
             return await reject(runtime, message, Rejection("invalid_internal", repr(error)))
-        record = _load(runtime, delta.channel)
+        days = list(delta.buckets)
+        record = _load(runtime, delta.channel, days)
         outcome = Outcome(APPLIED if record.apply(delta) else REDELIVERED)
     if outcome.changed_state:
-        runtime.channels[record.channel] = record.to_json()
+        _store(runtime, record, days)
     await publish(runtime, message, outcome)
 
 
-def _load(runtime: Runtime, key: str) -> ChannelRecord:
-    return load(runtime.channels, key, ChannelRecord, ChannelRecord.from_json)
+def _load(runtime: Runtime, channel: str, days: list[int]) -> ChannelRecord:
+    """The channel's header with the buckets of the blocks holding ``days``."""
+    header = runtime.channels.get(channel)
+    if header is None:
+        header = header_json(ChannelRecord(channel))
+    keys = {block_key(channel, day) for day in days}
+    return assemble(header, filter(None, (runtime.channels.get(key) for key in keys)))
+
+
+def _store(runtime: Runtime, record: ChannelRecord, days: list[int]) -> None:
+    runtime.channels[record.channel] = header_json(record)
+    for key, block in blocks_json(record, days).items():
+        if block is not None:
+            runtime.channels[key] = block
+        elif runtime.channels.get(key) is not None:
+            del runtime.channels[key]  # every bucket of the block retracted
