@@ -15,6 +15,7 @@ from stream.agents.common import (
     register_agent,
     reject,
     source_of,
+    too_late,
 )
 from stream.domain.channel import ChannelDelta, ChannelRecord
 from stream.domain.ingest import Rejection, validate
@@ -37,6 +38,8 @@ async def handle(runtime: Runtime, message: Any) -> None:
             return await reject(runtime, message, event)
         assert isinstance(event, AdSpend)
         record = _load(runtime, event.channel)
+        if late := too_late(runtime, record, source, event.occurred_at):
+            return await reject(runtime, message, late)
         outcome = handle_ad_spend(record, event, source, runtime.settings.reporting_currency)
     else:
         update = internal_json(message)
@@ -50,6 +53,7 @@ async def handle(runtime: Runtime, message: Any) -> None:
         outcome = Outcome(APPLIED if record.apply(delta) else REDELIVERED)
     if outcome.changed_state:
         runtime.channels[record.channel] = record.to_json()
+        runtime.advance_watermark(record.watermark)
     await publish(runtime, message, outcome)
 
 
