@@ -17,7 +17,8 @@ from schemas import topics as contract
 from stream.config import Settings
 from stream.domain.channel import ChannelRecord, assemble
 from stream.domain.customer import CustomerRules
-from stream.domain.figures import ChannelFigures, LtvParams, channel_figures, now_day
+from stream.domain.figures import ChannelFigures, LtvParams, channel_figures
+from stream.domain.lateness import event_today
 from stream.domain.visitor import VisitorRules
 from stream.kafka_admin import INTERNAL_TOPICS
 from stream.metrics import ChannelFiguresCollector, PipelineCounters
@@ -162,13 +163,14 @@ class Runtime:
     customers: OwnedTable
     visitors: OwnedTable
     channels: OwnedTable
-    event_days: SharedTable  # channel -> its event-time "today", shared by all workers
+    watermarks: SharedTable  # channel -> its newest event time, when it led the deployment
     registry: CollectorRegistry
     counters: PipelineCounters
     projection: RedisProjection
     customer_rules: CustomerRules
     visitor_rules: VisitorRules
     ltv_params: LtvParams
+    watermark: int = 0  # the newest event time this worker knows, seconds since the epoch
 
     def channel_records(self) -> list[ChannelRecord]:
         """The channels this worker exports: those in its owned, recovered partitions."""
@@ -182,13 +184,23 @@ class Runtime:
                 headers[key] = value
         return [assemble(header, blocks.get(name, [])) for name, header in headers.items()]
 
+    def shared_watermark(self) -> int:
+        """The newest event time any worker has shared (``share_watermark``)."""
+        return max((v for v in self.watermarks.values() if isinstance(v, int)), default=0)
+
+    def advance_watermark(self, *event_times: int) -> int:
+        """Move the watermark this worker knows on to the newest of ``event_times`` (from
+        its own channel records and from what the workers shared); it never goes back."""
+        self.watermark = max(self.watermark, *event_times)
+        return self.watermark
+
     def today(self, records: Iterable[ChannelRecord]) -> int:
-        """The deployment's event-time "today": the newest of this worker's channels and
-        of the days every worker shared for its channels (``share_today``), so that each
-        worker computes every window from the same day as a single worker would."""
-        local = now_day(records, self.settings.allowed_lateness_seconds)
-        shared = [day for day in self.event_days.values() if isinstance(day, int)]
-        return max([local, *shared])
+        """The deployment's event-time "today": the day of the watermark less the allowed
+        lateness, so that each worker computes every window from the same day as a single
+        worker would, and consistently with the events it judges too late."""
+        newest = (record.watermark for record in records)
+        watermark = self.advance_watermark(self.shared_watermark(), *newest)
+        return event_today(watermark, self.settings.allowed_lateness_seconds)
 
     def figures(self) -> list[ChannelFigures]:
         """The figures of every channel this worker exports; a channel whose every
@@ -212,16 +224,16 @@ class Runtime:
         """Channels held here that are not exported any more (every bucket retracted)."""
         return sorted(record.channel for record in self.channel_records() if not record.buckets)
 
-    async def share_today(self) -> None:
-        """Publish the event-time day of each owned channel that is newer than any day
-        shared so far (rarely: once per channel per day of event time at most)."""
-        lateness = self.settings.allowed_lateness_seconds
-        newest = self.today([])
-        for record in self.channel_records():
-            day = now_day([record], lateness)
-            if day > newest and day > (self.event_days.get(record.channel) or 0):
-                self.event_days[record.channel] = day
-                newest = day
+    async def share_watermark(self) -> None:
+        """Learn what the other workers shared, and share the newest event time of this
+        worker's channels when it is newer than anything shared so far: at most one write
+        per tick, by the worker ahead of the others, and none while no event is newer."""
+        records = self.channel_records()
+        shared = self.shared_watermark()
+        self.advance_watermark(shared, *(record.watermark for record in records))
+        newest = max(records, key=lambda record: record.watermark, default=None)
+        if newest is not None and newest.watermark > shared:
+            self.watermarks[newest.channel] = newest.watermark
 
     async def send(self, logical_topic: str, key: str, value: dict[str, Any]) -> None:
         await self.topics[logical_topic].send(key=key.encode(), value=json.dumps(value).encode())
@@ -305,9 +317,9 @@ def create_runtime(settings: Settings) -> Runtime:
         app.tables.add(owned)
         return owned
 
-    event_days = SharedTable(
+    watermarks = SharedTable(
         app,
-        name="event-days",
+        name="watermarks",
         default=None,
         beacon=app.tables.beacon,
         partitions=1,
@@ -317,7 +329,7 @@ def create_runtime(settings: Settings) -> Runtime:
         standby_buffer_size=1,
         key_type=str,
     )
-    app.tables.add(event_days)
+    app.tables.add(watermarks)
 
     registry = CollectorRegistry()
     runtime = Runtime(
@@ -327,7 +339,7 @@ def create_runtime(settings: Settings) -> Runtime:
         customers=table("customers"),
         visitors=table("visitors"),
         channels=table("channels"),
-        event_days=event_days,
+        watermarks=watermarks,
         registry=registry,
         counters=PipelineCounters(registry),
         projection=RedisProjection(
@@ -347,7 +359,7 @@ def create_runtime(settings: Settings) -> Runtime:
         ),
     )
     registry.register(ChannelFiguresCollector(runtime.figures, settings.attribution_model))
-    app.timer(settings.projection_interval_seconds, name="share_today")(runtime.share_today)
+    app.timer(settings.projection_interval_seconds, name="share_watermark")(runtime.share_watermark)
 
     from stream.agents import register_all
 

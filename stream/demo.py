@@ -355,6 +355,10 @@ REDIS_KEY_PREFIX = "ltvcac-demo:"
 HISTORY_DAYS = 180  # replayed first; at 200 events/s that takes about a minute
 TOPIC_PARTITIONS = 4
 SESSION_TIMEOUT_SECONDS = 10
+# Simulated time runs about three days per second at 200 events/s. Until the worker has
+# joined its consumer group (ten seconds or more) the traffic piles up, and the worker
+# reads that backlog topic by topic: the lateness covers the simulated weeks it spans.
+LATENESS_SECONDS = 90 * DAY
 REFRESH_SECONDS = 2.0
 PRODUCE_TICK_SECONDS = 0.05
 SCRAPE_FAILURES_TOLERATED = 3  # a busy worker may miss one scrape; three in a row is dead
@@ -713,6 +717,7 @@ def run_dev(rate: float = 200.0, duration: float | None = None) -> None:
                     "LTVCAC_TOPIC_PREFIX": "",
                     "LTVCAC_TOPIC_PARTITIONS": str(TOPIC_PARTITIONS),
                     "LTVCAC_SESSION_TIMEOUT_SECONDS": str(SESSION_TIMEOUT_SECONDS),
+                    "LTVCAC_ALLOWED_LATENESS_SECONDS": str(LATENESS_SECONDS),
                     "LTVCAC_STORE": "memory://",
                     "LTVCAC_DATA_DIR": str(workdir / "data"),
                 },

@@ -14,6 +14,7 @@ from stream.agents.common import (
     register_agent,
     reject,
     source_of,
+    too_late,
 )
 from stream.domain.channel import (
     ChannelDelta,
@@ -44,6 +45,8 @@ async def handle(runtime: Runtime, message: Any) -> None:
         assert isinstance(event, AdSpend)
         days = list(spread_over_days(event))
         record = _load(runtime, event.channel, days)
+        if late := too_late(runtime, record, source, event.occurred_at):
+            return await reject(runtime, message, late)
         outcome = handle_ad_spend(record, event, source, runtime.settings.reporting_currency)
     else:
         update = internal_json(message)
@@ -58,6 +61,7 @@ async def handle(runtime: Runtime, message: Any) -> None:
         outcome = Outcome(APPLIED if record.apply(delta) else REDELIVERED)
     if outcome.changed_state:
         _store(runtime, record, days)
+        runtime.advance_watermark(record.watermark)
     await publish(runtime, message, outcome)
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from schemas.topics import DEAD_LETTERS
+from stream.domain import lateness
 from stream.domain.channel import Source
 from stream.domain.ingest import Rejection, dead_letter, dead_letter_key
 from stream.domain.outcome import REJECTED, Outcome
@@ -34,6 +36,15 @@ def load(table: Any, key: str, new: Callable[[str], R], from_json: Callable[[Any
     """The stored record of ``key``, or a new empty one."""
     stored = table.get(key)
     return new(key) if stored is None else from_json(stored)
+
+
+def too_late(
+    runtime: Runtime, record: lateness.AppliedRecord, source: Source, occurred_at: dt.datetime
+) -> Rejection | None:
+    """A source event older than the watermark this worker knows less the allowed
+    lateness is rejected, unless ``record`` applied it already (a redelivery)."""
+    allowed = runtime.settings.allowed_lateness_seconds
+    return lateness.too_late(record, source, occurred_at, runtime.watermark, allowed)
 
 
 def source_of(message: Any) -> Source:

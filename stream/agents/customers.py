@@ -15,6 +15,7 @@ from stream.agents.common import (
     register_agent,
     reject,
     source_of,
+    too_late,
 )
 from stream.domain.attribution import campaign_weights_from_json, model_weights_from_json
 from stream.domain.customer import (
@@ -40,12 +41,13 @@ async def handle(runtime: Runtime, message: Any) -> None:
         event = validate(PURCHASES, message.key, message.value)
         if isinstance(event, Rejection):
             return await reject(runtime, message, event)
+        assert isinstance(event, Purchase | Refund)  # the purchases contract carries only these
+        record = _load(runtime, event.customer_id)
+        if late := too_late(runtime, record, source, event.occurred_at):
+            return await reject(runtime, message, late)
         if isinstance(event, Purchase):
-            record = _load(runtime, event.customer_id)
             outcome = handle_purchase(record, event, source, runtime.customer_rules)
         else:
-            assert isinstance(event, Refund)  # the purchases contract carries only these two
-            record = _load(runtime, event.customer_id)
             outcome = handle_refund(record, event, source, runtime.customer_rules)
     else:
         update = internal_json(message)

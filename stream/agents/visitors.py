@@ -15,6 +15,7 @@ from stream.agents.common import (
     register_agent,
     reject,
     source_of,
+    too_late,
 )
 from stream.domain.ingest import Rejection, validate
 from stream.domain.outcome import Outcome
@@ -48,9 +49,11 @@ async def handle(runtime: Runtime, message: Any) -> None:
                 event.visitor_id if isinstance(event, AdClick) else event.referred_visitor_id
             )
             record = _load(runtime, visitor_id)
+            if late := too_late(runtime, record, source, event.occurred_at):
+                return await reject(runtime, message, late)
             outcome = handle_touch(record, event, source, runtime.visitor_rules)
         else:
-            assert isinstance(event, Identify)
+            assert isinstance(event, Identify)  # no money and no day: never too late
             record = _load(runtime, event.visitor_id)
             outcome = handle_identify(record, event, source)
     else:

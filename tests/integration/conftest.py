@@ -26,6 +26,13 @@ def stack() -> Iterator[StackEndpoints]:
         yield endpoints
 
 
+# Test batches span up to a few days of event time and are published at once, and a worker
+# reads topics and partitions each at its own pace: with the service's default lateness of
+# an hour, which events are too late would depend on that pace. A week covers every batch;
+# tests of histories longer than that, or of the lateness itself, set their own.
+LATENESS_SECONDS = 7 * 86_400
+
+
 class Deployment:
     """A worker with its own topics (``prefix``), consumer group and Redis keys."""
 
@@ -46,6 +53,7 @@ class Deployment:
             "LTVCAC_WEB_PORT": str(free_port()),
             "LTVCAC_SESSION_TIMEOUT_SECONDS": "6",
             "LTVCAC_PROJECTION_INTERVAL_SECONDS": "0.2",
+            "LTVCAC_ALLOWED_LATENESS_SECONDS": str(LATENESS_SECONDS),
             **(extra_env or {}),
         }
         tmp_path.mkdir(parents=True, exist_ok=True)

@@ -385,9 +385,13 @@ def not_json(raw: bytes) -> bool:
 # -- one worker for every example
 
 
+# Valid events fall anywhere in 180 days, in random order: none of them is too late.
+LATENESS = {"LTVCAC_ALLOWED_LATENESS_SECONDS": str(365 * 86_400)}
+
+
 @pytest.fixture(scope="module")
 def worker(stack: StackEndpoints, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    deployed = Deployment(stack, tmp_path_factory.mktemp("bad-input"))
+    deployed = Deployment(stack, tmp_path_factory.mktemp("bad-input"), extra_env=LATENESS)
     deployed.worker.start()
     try:
         yield deployed

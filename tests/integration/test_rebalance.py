@@ -21,7 +21,7 @@ from aiokafka.partitioner import murmur2
 
 from stream.devstack import StackEndpoints, free_port
 from stream.worker_process import Sample, WorkerProcess, channel_of
-from tests.integration.conftest import Deployment, wait_until
+from tests.integration.conftest import LATENESS_SECONDS, Deployment, wait_until
 from tests.integration.events import Message, click, purchase, referral, refund, spend, wire
 from tests.integration.truth import GAUGES, customer_differences, sample_differences
 from tests.reference import Truth, expected_gauges, ground_truth
@@ -67,7 +67,7 @@ FIRST = [  # 1-2 March
     purchase("p15", "2026-03-02T11:00:00Z", "c15", "o15", "18.00"),
     purchase("p17", "2026-03-02T12:00:00Z", "c17", "o17", "16.00", margin="0.25"),
 ]
-SECOND = [  # 10 April: the 30-day windows no longer hold March
+SECOND = [  # 10 April, today 3 April (a week of lateness): the 30-day windows lose March
     click("k10", "2026-04-09T12:00:00Z", "v10", "search", "2.50"),
     click("k11", "2026-04-09T13:00:00Z", "v11", "email", "0.60"),
     spend("s3", "2026-04-10T08:00:00Z", "social", "12.00", "media", "2026-04-01", "2026-04-10"),
@@ -85,7 +85,7 @@ SECOND = [  # 10 April: the 30-day windows no longer hold March
     refund("f1", "2026-04-10T10:30:00Z", "c4", "o4", "20.00"),
     purchase("p12", "2026-04-10T11:00:00Z", "c12", "o12", "22.00"),
 ]
-THIRD = [  # 20 June: the 90-day windows no longer hold March
+THIRD = [  # 20 June, today 13 June: the 90-day windows lose March
     click("k13", "2026-06-19T12:00:00Z", "v13", "podcast", "4.00"),
     referral("r2", "2026-06-19T10:00:00Z", "c2", "v16", "2.00"),
     spend("s4", "2026-06-20T08:00:00Z", "podcast", "20.00", "tools", "2026-06-01", "2026-06-20"),
@@ -104,7 +104,7 @@ THIRD = [  # 20 June: the 90-day windows no longer hold March
 ]
 
 # 1 December: only partition 0 (all and search) gets anything, so the worker that does
-# not hold it must learn the new event-time day from the other to move its windows on.
+# not hold it must learn the new watermark from the other to move its windows on.
 FOURTH = [
     spend("s5", "2026-12-01T08:00:00Z", "search", "9.00", "media", "2026-12-01", "2026-12-01"),
 ]
@@ -137,7 +137,7 @@ def channels_of(series: dict[Sample, float]) -> set[str]:
 def differences(workers: Sequence[WorkerProcess], truth: Truth) -> list[str]:
     """Why the live workers together do not show exactly the ground truth, each channel
     on one worker only (empty when they do)."""
-    expected = expected_gauges(truth)
+    expected = expected_gauges(truth, LATENESS_SECONDS)
     owned = owned_series(workers)
     problems = []
     channel_workers: dict[str, list[int]] = {}
@@ -161,7 +161,7 @@ async def settle(workers: Sequence[WorkerProcess], truth: Truth, what: str) -> N
 def channel_differences(deployment: Deployment, truth: Truth) -> list[str]:
     """Redis channel hashes against the ground truth (the series that are always defined)."""
     problems = []
-    for (name, labels), value in expected_gauges(truth).items():
+    for (name, labels), value in expected_gauges(truth, LATENESS_SECONDS).items():
         label = dict(labels)
         if name == "ltvcac_spend":
             field = f"spend:{label['window']}"
