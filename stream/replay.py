@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from schemas.events import parse_event
+from schemas.events import AnyEvent, parse_event
 from schemas.topics import SOURCE_TOPICS, topic_for
-from stream.domain.ingest import MAX_MESSAGE_BYTES, AnyEvent, Rejection, validate
+from stream.domain.ingest import MAX_MESSAGE_BYTES, Rejection, validate
 from stream.domain.outcome import unsupported_currency
 from stream.errors import LtvCacError
 

@@ -52,7 +52,15 @@ from typing import Any
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from schemas.topics import AD_CLICKS, AD_SPEND, IDENTITIES, PURCHASES, REFERRALS, TopicContract
+from schemas.topics import (
+    AD_CLICKS,
+    AD_SPEND,
+    FX_RATES,
+    IDENTITIES,
+    PURCHASES,
+    REFERRALS,
+    TopicContract,
+)
 from stream.domain.channel import ChannelRecord, Source
 from stream.domain.customer import CustomerRecord, CustomerRules, handle_purchase, handle_refund
 from stream.domain.ingest import Rejection, validate
@@ -64,6 +72,8 @@ from stream.domain.visitor import VisitorRecord, VisitorRules, handle_touch
 
 LIMIT_BYTES = 64 * 1024
 MAX_MONEY_CENTS = 1_000_000_000 * 100
+MAX_RATE = Decimal(1_000_000)
+RATE_PLACES = 12
 EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)  # inclusive
 LATEST = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)  # exclusive
 REPORTING = "USD"
@@ -77,8 +87,9 @@ TOPIC = {
     "ad_spend": AD_SPEND,
     "referral": REFERRALS,
     "identify": IDENTITIES,
+    "fx_rate": FX_RATES,
 }
-CONTRACTS = (PURCHASES, AD_CLICKS, REFERRALS, AD_SPEND, IDENTITIES)
+CONTRACTS = (PURCHASES, AD_CLICKS, REFERRALS, AD_SPEND, IDENTITIES, FX_RATES)
 KEY_FIELD = {
     "purchase": "customer_id",
     "refund": "customer_id",
@@ -86,6 +97,7 @@ KEY_FIELD = {
     "ad_spend": "channel",
     "referral": "referred_visitor_id",
     "identify": "visitor_id",
+    "fx_rate": "currency",
 }
 COMMON = {"event_id": "id", "occurred_at": "timestamp", "schema_version": "version"}
 REQUIRED = {
@@ -107,6 +119,7 @@ REQUIRED = {
         "currency": "currency",
     },
     "identify": {"visitor_id": "id", "customer_id": "id"},
+    "fx_rate": {"currency": "currency", "rate": "rate", "effective_date": "date"},
 }
 OPTIONAL = {
     "purchase": {
@@ -121,9 +134,10 @@ OPTIONAL = {
     "ad_spend": {},
     "referral": {"referred_customer_id": "id"},
     "identify": {},
+    "fx_rate": {},
 }
 TYPES = tuple(TOPIC)
-MONEY_KINDS = ("amount", "cost", "margin")
+MONEY_KINDS = ("amount", "cost", "margin", "rate")
 EXCLUSIVE = {"cost_of_goods": "margin", "margin": "cost_of_goods"}  # give one, not both
 
 
@@ -204,6 +218,18 @@ def money(low_cents: int) -> st.SearchStrategy[tuple[str, Decimal]]:
 
 
 @st.composite
+def rates(draw: st.DrawFn) -> tuple[str, Decimal]:
+    """A positive rate of at most ``RATE_PLACES`` decimals up to ``MAX_RATE``."""
+    places = draw(st.integers(0, RATE_PLACES))
+    value = Decimal(draw(st.integers(1, int(MAX_RATE.scaleb(places))))).scaleb(-places)
+    text = format(value, "f")
+    forms = [json.dumps(text)]
+    if len(value.as_tuple().digits) <= 15:  # a JSON number reads back exactly
+        forms.append(text)
+    return draw(st.sampled_from(forms)), value
+
+
+@st.composite
 def margins(draw: st.DrawFn) -> tuple[str, Decimal]:
     ten_thousandths = draw(st.integers(0, 10_000))
     text = f"{ten_thousandths // 10_000}.{ten_thousandths % 10_000:04d}"
@@ -257,6 +283,7 @@ VALUES: dict[str, st.SearchStrategy[tuple[str, Any]]] = {
     "amount": money(1),
     "cost": money(0),
     "margin": margins(),
+    "rate": rates(),
     "timestamp": timestamps().map(lambda pair: (json.dumps(pair[0]), pair[1])),
     "version": st.just(("1", 1)),
 }
@@ -275,6 +302,10 @@ def valid_events(draw: st.DrawFn, types: tuple[str, ...] = TYPES) -> Drawn:
             continue
         text, value = draw(VALUES[kind])
         drawn.fields[name], drawn.expect[name] = text, value
+    if event_type == "fx_rate":
+        day = draw(st.dates(dt.date(2000, 1, 1), dt.date(2099, 12, 31)))
+        drawn.fields["effective_date"] = json.dumps(day.isoformat())
+        drawn.expect["effective_date"] = day
     if event_type == "ad_spend":
         start = draw(st.dates(dt.date(2000, 1, 1), dt.date(2099, 12, 31)))
         end = min(start + dt.timedelta(days=draw(st.integers(0, 365))), dt.date(2099, 12, 31))
@@ -464,6 +495,7 @@ ACCEPTED_JSON = {  # the JSON types a field of each kind accepts
     "amount": {"string", "number"},
     "cost": {"string", "number"},
     "margin": {"string", "number"},
+    "rate": {"string", "number"},
     "version": {"integer"},
 }
 
@@ -604,11 +636,23 @@ BAD_MONEY = {
             min_value=Decimal("1.0001"), allow_nan=False, allow_infinity=False, places=4
         ).flatmap(decimal_text),
     ),
+    "rate": st.one_of(
+        NON_FINITE,
+        NOT_PLAIN,
+        NEGATIVE,
+        st.sampled_from(['"0"', '"0.000"', "0", "0.0", "-0.0"]),
+        st.tuples(st.integers(1, 10**9).filter(lambda n: n % 10 != 0), st.integers(13, 16))
+        .map(lambda pair: Decimal(pair[0]).scaleb(-pair[1]))
+        .flatmap(decimal_text),
+        st.integers(int(MAX_RATE) * 100 + 1).map(lambda c: Decimal(c) / 100).flatmap(decimal_text),
+    ),
 }
 
 
 @MANY
-@given(valid_events(("purchase", "refund", "ad_click", "ad_spend", "referral")), st.data())
+@given(
+    valid_events(("purchase", "refund", "ad_click", "ad_spend", "referral", "fx_rate")), st.data()
+)
 def test_bad_money_is_named(drawn: Drawn, data: st.DataObject) -> None:
     name = data.draw(field_of_kind(drawn, MONEY_KINDS))
     text = data.draw(BAD_MONEY[kind_of(drawn.type, name)])
@@ -640,7 +684,9 @@ def test_trailing_zeros_beyond_cents_are_more_than_2_decimals() -> None:
 
 
 @MANY
-@given(valid_events(("purchase", "refund", "ad_click", "ad_spend", "referral")), st.data())
+@given(
+    valid_events(("purchase", "refund", "ad_click", "ad_spend", "referral", "fx_rate")), st.data()
+)
 def test_a_malformed_currency_is_named(drawn: Drawn, data: st.DataObject) -> None:
     code = data.draw(st.text(max_size=6).filter(lambda c: re.fullmatch(r"[A-Z]{3}", c) is None))
     bad = drawn.with_field("currency", json.dumps(code))
@@ -756,11 +802,11 @@ BAD_DATES = st.one_of(
 
 
 @MANY
-@given(valid_events(("ad_spend",)), st.sampled_from(["period_start", "period_end"]), BAD_DATES)
-def test_a_bad_period_date_is_named(drawn: Drawn, name: str, text: str) -> None:
-    rejected(
-        validate(AD_SPEND, drawn.key, drawn.with_field(name, text).raw()), "invalid_event", name
-    )
+@given(valid_events(("ad_spend", "fx_rate")), st.data(), BAD_DATES)
+def test_a_bad_date_is_named(drawn: Drawn, data: st.DataObject, text: str) -> None:
+    name = data.draw(field_of_kind(drawn, ("date",)))
+    bad = drawn.with_field(name, text)
+    rejected(validate(drawn.topic, drawn.key, bad.raw()), "invalid_event", name)
 
 
 @given(valid_events(("ad_spend",)), st.data())
