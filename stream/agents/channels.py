@@ -37,7 +37,7 @@ async def handle(runtime: Runtime, message: Any) -> None:
             return await reject(runtime, message, event)
         assert isinstance(event, AdSpend)
         record = _load(runtime, event.channel)
-        outcome = handle_ad_spend(record, event, source, runtime.settings.reporting_currency)
+        outcome = handle_ad_spend(record, event, source, runtime.fx)
     else:
         update = internal_json(message)
         if isinstance(update, Rejection):

@@ -28,9 +28,11 @@ other bytes, bytes that are not UTF-8)
 
 Two families are business rules, decided after ingest by the domain handlers:
 
-- **Unknown currency**: a well-formed code (three capitals) other than the reporting
-  currency passes ``validate``; ``handle_purchase``, ``handle_refund``, ``handle_touch``
-  and ``handle_ad_spend`` reject it with ``unsupported_currency`` and change nothing.
+- **A currency without a rate**: a well-formed code (three capitals) other than the
+  reporting currency passes ``validate`` and is converted at the rate of the event's day;
+  with no rate at all for it ``handle_purchase``, ``handle_refund``, ``handle_touch`` and
+  ``handle_ad_spend`` reject it as ``unknown_currency``, with rates that only start after
+  that day as ``missing_rate``, naming currency and date, and change nothing.
 - **Unknown channel**: channel names are free-form — a shop may start a new channel at
   any time, so a well-formed name never seen before is a new channel, accepted. Only a
   malformed name (not ``[a-z0-9][a-z0-9_.-]{0,63}``) or a reserved one (``all``, the
@@ -63,9 +65,11 @@ from schemas.topics import (
 )
 from stream.domain.channel import ChannelRecord, Source
 from stream.domain.customer import CustomerRecord, CustomerRules, handle_purchase, handle_refund
+from stream.domain.fx import FxRates
 from stream.domain.ingest import Rejection, validate
 from stream.domain.outcome import APPLIED, REJECTED
 from stream.domain.spend import handle_ad_spend
+from stream.domain.timeline import date_of_day, day_of, epoch_seconds
 from stream.domain.visitor import VisitorRecord, VisitorRules, handle_touch
 
 # -- the contract, written out -------------------------------------------------------
@@ -900,7 +904,7 @@ def test_a_key_that_only_decodes_to_the_entity_is_key_mismatch() -> None:
     assert "not UTF-8" in result.detail
 
 
-# -- business rules after ingest: unknown currency, new channels --------------------------------
+# -- business rules after ingest: currencies without a rate, new channels ---------------------
 
 other_currencies = st.from_regex(r"[A-Z]{3}", fullmatch=True).filter(lambda c: c != REPORTING)
 
@@ -915,8 +919,24 @@ def with_currency(drawn: Drawn, currency: str) -> Drawn:
     return drawn.with_field("currency", json.dumps(currency), currency)
 
 
-def customer_with_an_order(customer_id: str) -> CustomerRecord:
-    record = CustomerRecord(customer_id)
+def rates(currency: str, first_day: int | None) -> FxRates:
+    """``currency`` worth 1.5 from ``first_day`` on; no rate at all when it is None."""
+    return FxRates(
+        REPORTING, {} if first_day is None else {currency: [(first_day, Decimal("1.5"))]}
+    )
+
+
+def event_day(event: Any) -> int:
+    return day_of(epoch_seconds(event.occurred_at))
+
+
+def customer_with_an_order(event: Any) -> CustomerRecord:
+    """A customer with an order in the event's currency: for a refund, the order it
+    takes back (paid as much); for a purchase, another order."""
+    if event.type == "refund":
+        order_id = event.order_id
+    else:
+        order_id = "first" if event.order_id != "first" else "second"
     first = Drawn(
         "purchase",
         {
@@ -924,60 +944,73 @@ def customer_with_an_order(customer_id: str) -> CustomerRecord:
             "event_id": '"first"',
             "occurred_at": '"2026-03-01T10:00:00Z"',
             "schema_version": "1",
-            "customer_id": json.dumps(customer_id),
-            "order_id": '"o-first"',
-            "amount": '"50.00"',
-            "currency": '"USD"',
+            "customer_id": json.dumps(event.customer_id),
+            "order_id": json.dumps(order_id),
+            "amount": json.dumps(str(event.amount)),
+            "currency": json.dumps(event.currency),
         },
-        {"customer_id": customer_id},
+        {"customer_id": event.customer_id},
     )
-    outcome = handle_purchase(record, parsed(first), Source("purchases", 0, 0), CustomerRules())
+    record = CustomerRecord(event.customer_id)
+    rules = CustomerRules(rates(event.currency, 0))
+    outcome = handle_purchase(record, parsed(first), Source("purchases", 0, 0), rules)
     assert outcome.status == APPLIED
     return record
 
 
-def assert_unsupported(outcome: Any, currency: str) -> None:
+def assert_unconvertible(outcome: Any, reason: str, currency: str, event: Any) -> None:
     assert outcome.status == REJECTED
-    assert outcome.reason == "unsupported_currency"
-    assert currency in outcome.detail and REPORTING in outcome.detail
+    assert outcome.reason == reason
+    assert currency in outcome.detail
+    assert str(date_of_day(event_day(event))) in outcome.detail
     assert (outcome.deltas, outcome.messages) == ([], [])
 
 
+# A rate that starts the day after the event: ``missing_rate``; none at all: ``unknown_currency``.
+AFTER_THE_EVENT = st.sampled_from([(1, "missing_rate"), (None, "unknown_currency")])
+
+
 @MANY
-@given(valid_events(("purchase", "refund")), other_currencies)
-def test_a_customer_event_in_another_currency_is_unsupported_and_changes_nothing(
-    drawn: Drawn, currency: str
+@given(valid_events(("purchase", "refund")), other_currencies, AFTER_THE_EVENT)
+def test_a_customer_event_without_a_rate_on_its_day_is_rejected_and_changes_nothing(
+    drawn: Drawn, currency: str, rate_from: tuple[int | None, str]
 ) -> None:
     event = parsed(with_currency(drawn, currency))
-    record = customer_with_an_order(event.customer_id)
+    record = customer_with_an_order(event)
     before = record.to_json()
+    after, reason = rate_from
+    fx = rates(currency, None if after is None else event_day(event) + after)
     handle = handle_purchase if drawn.type == "purchase" else handle_refund
-    outcome = handle(record, event, Source("purchases", 0, 1), CustomerRules(REPORTING))
-    assert_unsupported(outcome, currency)
+    outcome = handle(record, event, Source("purchases", 0, 1), CustomerRules(fx))
+    assert_unconvertible(outcome, reason, currency, event)
     assert record.to_json() == before
 
 
 @MANY
-@given(valid_events(("ad_click", "referral")), other_currencies)
-def test_a_touch_in_another_currency_is_unsupported_and_changes_nothing(
-    drawn: Drawn, currency: str
+@given(valid_events(("ad_click", "referral")), other_currencies, AFTER_THE_EVENT)
+def test_a_touch_without_a_rate_on_its_day_is_rejected_and_changes_nothing(
+    drawn: Drawn, currency: str, rate_from: tuple[int | None, str]
 ) -> None:
     event = parsed(with_currency(drawn, currency))
     record = VisitorRecord(drawn.key.decode())
-    outcome = handle_touch(record, event, Source(drawn.topic.name, 0, 1), VisitorRules(REPORTING))
-    assert_unsupported(outcome, currency)
+    after, reason = rate_from
+    fx = rates(currency, None if after is None else event_day(event) + after)
+    outcome = handle_touch(record, event, Source(drawn.topic.name, 0, 1), VisitorRules(fx))
+    assert_unconvertible(outcome, reason, currency, event)
     assert record.to_json() == VisitorRecord(drawn.key.decode()).to_json()
 
 
 @MANY
-@given(valid_events(("ad_spend",)), other_currencies)
-def test_spend_in_another_currency_is_unsupported_and_changes_nothing(
-    drawn: Drawn, currency: str
+@given(valid_events(("ad_spend",)), other_currencies, AFTER_THE_EVENT)
+def test_spend_without_a_rate_on_its_day_is_rejected_and_changes_nothing(
+    drawn: Drawn, currency: str, rate_from: tuple[int | None, str]
 ) -> None:
     event = parsed(with_currency(drawn, currency))
     record = ChannelRecord(event.channel)
-    outcome = handle_ad_spend(record, event, Source("ad-spend", 0, 1), REPORTING)
-    assert_unsupported(outcome, currency)
+    after, reason = rate_from
+    fx = rates(currency, None if after is None else event_day(event) + after)
+    outcome = handle_ad_spend(record, event, Source("ad-spend", 0, 1), fx)
+    assert_unconvertible(outcome, reason, currency, event)
     assert record.to_json() == ChannelRecord(event.channel).to_json()
 
 
@@ -990,13 +1023,14 @@ def test_a_well_formed_channel_never_seen_before_is_a_new_channel(
     event = parsed(drawn)
     if drawn.type == "ad_spend":
         outcome = handle_ad_spend(
-            ChannelRecord(channel), event, Source("ad-spend", 0, 1), REPORTING
+            ChannelRecord(channel), event, Source("ad-spend", 0, 1), FxRates(REPORTING)
         )
         spend = sum(b.spend_cents for d in outcome.deltas for b in d.buckets.values())
         assert spend == int(event.amount * 100)
     else:
         record = VisitorRecord(drawn.key.decode())
-        outcome = handle_touch(record, event, Source("ad-clicks", 0, 1), VisitorRules(REPORTING))
+        rules = VisitorRules(FxRates(REPORTING))
+        outcome = handle_touch(record, event, Source("ad-clicks", 0, 1), rules)
         assert {d.channel for d in outcome.deltas} == ({channel, "all"} if event.cost else set())
     assert outcome.status == APPLIED
 
@@ -1005,7 +1039,8 @@ def test_a_well_formed_channel_never_seen_before_is_a_new_channel(
 def test_a_refund_of_an_order_never_bought_is_unknown_order(drawn: Drawn) -> None:
     event = parsed(with_currency(drawn, REPORTING))
     record = CustomerRecord(event.customer_id)
-    outcome = handle_refund(record, event, Source("purchases", 0, 1), CustomerRules(REPORTING))
+    rules = CustomerRules(FxRates(REPORTING))
+    outcome = handle_refund(record, event, Source("purchases", 0, 1), rules)
     assert (outcome.status, outcome.reason) == (REJECTED, "unknown_order")
     assert event.order_id in outcome.detail
     assert record.to_json() == CustomerRecord(event.customer_id).to_json()
