@@ -35,6 +35,8 @@ SCHEMA_VERSION = 1
 RESERVED_CHANNELS = frozenset({"all", "paid"})  # the blended and the paid figures
 MAX_AMOUNT = Decimal("1000000000")  # one billion per event is far beyond any real order
 MAX_SPEND_PERIOD_DAYS = 366
+MAX_RATE = Decimal("1000000")  # of one currency unit in the reporting currency
+MAX_RATE_DECIMALS = 12  # enough for 1 VND in USD (0.0000393); amount x rate stays exact
 
 # Fixed bounds of event time, the same on every machine and at every moment: whether an
 # event is valid must not depend on the wall clock, or a replay of last year's history
@@ -58,6 +60,12 @@ DECIMAL_PATTERN = r"^[0-9]+(\.[0-9]+)?$"
 def _two_decimals(value: Decimal) -> Decimal:
     if value.as_tuple().exponent < -2:  # type: ignore[operator]
         raise ValueError("amount has more than 2 decimal places")
+    return value
+
+
+def _rate_decimals(value: Decimal) -> Decimal:
+    if value.as_tuple().exponent < -MAX_RATE_DECIMALS:  # type: ignore[operator]
+        raise ValueError(f"rate has more than {MAX_RATE_DECIMALS} decimal places")
     return value
 
 
@@ -155,6 +163,13 @@ Margin = Annotated[
     Field(ge=0, le=1, allow_inf_nan=False),
     WrapValidator(_plain_decimal),
     _money_schema(Decimal(0), Decimal(1), exclusive_minimum=False),
+]
+Rate = Annotated[
+    Decimal,
+    Field(gt=0, le=MAX_RATE, allow_inf_nan=False),
+    AfterValidator(_rate_decimals),
+    WrapValidator(_plain_decimal),
+    _money_schema(Decimal(0), MAX_RATE, exclusive_minimum=True),
 ]
 Timestamp = Annotated[
     AwareDatetime,
@@ -275,13 +290,32 @@ class Identify(EventBase):
     customer_id: Identifier
 
 
-Event = Annotated[
-    Purchase | Refund | AdClick | AdSpend | Referral | Identify, Field(discriminator="type")
-]
-EVENT_MODELS: tuple[type[EventBase], ...] = (Purchase, Refund, AdClick, AdSpend, Referral, Identify)
+class FxRate(EventBase):
+    """An exchange rate into the reporting currency, from a day on. Key: currency."""
+
+    type: Literal["fx_rate"]
+    currency: Currency
+    rate: Rate = Field(description="Value of one unit of currency in the reporting currency.")
+    effective_date: Date = Field(
+        description="First day (UTC) the rate applies; it applies until the day of the"
+        " currency's next rate."
+    )
+
+
+AnyEvent = Purchase | Refund | AdClick | AdSpend | Referral | Identify | FxRate
+Event = Annotated[AnyEvent, Field(discriminator="type")]
+EVENT_MODELS: tuple[type[EventBase], ...] = (
+    Purchase,
+    Refund,
+    AdClick,
+    AdSpend,
+    Referral,
+    Identify,
+    FxRate,
+)
 event_adapter: TypeAdapter[Event] = TypeAdapter(Event)
 
 
-def parse_event(raw: bytes) -> Purchase | Refund | AdClick | AdSpend | Referral | Identify:
+def parse_event(raw: bytes) -> AnyEvent:
     """Parse one JSON message; raises ``pydantic.ValidationError`` on any defect."""
     return event_adapter.validate_json(raw)

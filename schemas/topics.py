@@ -18,9 +18,17 @@ AD_CLICKS = TopicContract("ad-clicks", {"ad_click": "visitor_id"})
 REFERRALS = TopicContract("referrals", {"referral": "referred_visitor_id"})
 AD_SPEND = TopicContract("ad-spend", {"ad_spend": "channel"})
 IDENTITIES = TopicContract("identities", {"identify": "visitor_id"})
+FX_RATES = TopicContract("fx-rates", {"fx_rate": "currency"})
 DEAD_LETTERS = "dead-letters"
 
-SOURCE_TOPICS: tuple[TopicContract, ...] = (PURCHASES, AD_CLICKS, REFERRALS, AD_SPEND, IDENTITIES)
+SOURCE_TOPICS: tuple[TopicContract, ...] = (
+    PURCHASES,
+    AD_CLICKS,
+    REFERRALS,
+    AD_SPEND,
+    IDENTITIES,
+    FX_RATES,
+)
 
 
 def topic_for(event_type: str) -> TopicContract:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
@@ -18,6 +18,7 @@ from stream.config import Settings
 from stream.domain.channel import ChannelRecord, assemble
 from stream.domain.customer import CustomerRules
 from stream.domain.figures import ChannelFigures, LtvParams, channel_figures
+from stream.domain.fx import FxRates, RateBook, fx_rates, table_book
 from stream.domain.lateness import event_today
 from stream.domain.visitor import VisitorRules
 from stream.kafka_admin import INTERNAL_TOPICS
@@ -153,6 +154,25 @@ class SharedTable(GlobalTable):
         await super().on_recovery_completed(active_tps | standby_tps, standby_tps)
 
 
+class RatesTable(SharedTable):
+    """The rates of the fx-rates topic. ``version`` changes with every write, whichever
+    worker made it, so that the merged rates are rebuilt only when rates change."""
+
+    version = 0
+
+    def on_key_set(self, key: Any, value: Any) -> None:
+        super().on_key_set(key, value)
+        self.version += 1
+
+    def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
+        super().apply_changelog_batch(batch)
+        self.version += 1
+
+    async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
+        await super().on_recovery_completed(active_tps, standby_tps)
+        self.version += 1
+
+
 @dataclass
 class Runtime:
     """Everything the agents share: the app, its topics and tables, and the outputs."""
@@ -164,13 +184,37 @@ class Runtime:
     visitors: OwnedTable
     channels: OwnedTable
     watermarks: SharedTable  # channel -> its newest event time, when it led the deployment
+    fx_table: RatesTable  # currency -> [[day, "rate"], ...] from the fx-rates topic
+    fx_file: RateBook  # the rates of LTVCAC_FX_RATES_FILE
     registry: CollectorRegistry
     counters: PipelineCounters
     projection: RedisProjection
-    customer_rules: CustomerRules
-    visitor_rules: VisitorRules
     ltv_params: LtvParams
     watermark: int = 0  # the newest event time this worker knows, seconds since the epoch
+    _fx: tuple[int, FxRates] | None = field(default=None, init=False)
+
+    @property
+    def fx(self) -> FxRates:
+        """The file's rates and the topic's (which win for the same day), merged again
+        only when the topic's table has changed."""
+        version = self.fx_table.version
+        if self._fx is None or self._fx[0] != version:
+            topic = table_book(self.fx_table.items())
+            self._fx = (version, fx_rates(self.settings.reporting_currency, self.fx_file, topic))
+        return self._fx[1]
+
+    @property
+    def customer_rules(self) -> CustomerRules:
+        return CustomerRules(self.fx, self.settings.default_margin)
+
+    @property
+    def visitor_rules(self) -> VisitorRules:
+        return VisitorRules(
+            self.fx,
+            self.settings.attribution_lookback_days,
+            self.settings.time_decay_half_life_days,
+            self.settings.attribution_model,
+        )
 
     def channel_records(self) -> list[ChannelRecord]:
         """The channels this worker exports: those in its owned, recovered partitions."""
@@ -260,8 +304,9 @@ def _ssl_context(settings: Settings) -> Any:
     return ssl.create_default_context(cafile=settings.kafka_ssl_cafile)
 
 
-def create_runtime(settings: Settings) -> Runtime:
-    """Build the app and register the agents; nothing connects until the worker starts."""
+def create_runtime(settings: Settings, fx_file: RateBook) -> Runtime:
+    """Build the app and register the agents; nothing connects until the worker starts.
+    ``fx_file``: the rates of ``LTVCAC_FX_RATES_FILE``, read before."""
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{server}" for server in settings.kafka_bootstrap_servers.split(",")],
@@ -299,6 +344,7 @@ def create_runtime(settings: Settings) -> Runtime:
             INTERNAL_TOPICS["visitor-updates"],
         ),
         "channels-in": raw_topic(contract.AD_SPEND.name, INTERNAL_TOPICS["channel-deltas"]),
+        "fx-in": raw_topic(contract.FX_RATES.name),
         "visitor-updates": raw_topic(INTERNAL_TOPICS["visitor-updates"]),
         "customer-updates": raw_topic(INTERNAL_TOPICS["customer-updates"]),
         "channel-deltas": raw_topic(INTERNAL_TOPICS["channel-deltas"]),
@@ -317,19 +363,21 @@ def create_runtime(settings: Settings) -> Runtime:
         app.tables.add(owned)
         return owned
 
-    watermarks = SharedTable(
-        app,
-        name="watermarks",
-        default=None,
-        beacon=app.tables.beacon,
-        partitions=1,
-        is_global=True,
-        use_partitioner=True,  # written from a timer, outside any stream
-        recovery_buffer_size=1,  # apply other workers' writes as they arrive
-        standby_buffer_size=1,
-        key_type=str,
-    )
-    app.tables.add(watermarks)
+    def shared_table(kind: type[SharedTable], name: str) -> Any:
+        table = kind(
+            app,
+            name=name,
+            default=None,
+            beacon=app.tables.beacon,
+            partitions=1,
+            is_global=True,
+            use_partitioner=True,  # one changelog partition for writers in any stream or timer
+            recovery_buffer_size=1,  # apply other workers' writes as they arrive
+            standby_buffer_size=1,
+            key_type=str,
+        )
+        app.tables.add(table)
+        return table
 
     registry = CollectorRegistry()
     runtime = Runtime(
@@ -339,18 +387,13 @@ def create_runtime(settings: Settings) -> Runtime:
         customers=table("customers"),
         visitors=table("visitors"),
         channels=table("channels"),
-        watermarks=watermarks,
+        watermarks=shared_table(SharedTable, "watermarks"),
+        fx_table=shared_table(RatesTable, "fx-rates"),
+        fx_file=fx_file,
         registry=registry,
         counters=PipelineCounters(registry),
         projection=RedisProjection(
             settings.redis_url, settings.redis_key_prefix, settings.attribution_model
-        ),
-        customer_rules=CustomerRules(settings.reporting_currency, settings.default_margin),
-        visitor_rules=VisitorRules(
-            settings.reporting_currency,
-            settings.attribution_lookback_days,
-            settings.time_decay_half_life_days,
-            settings.attribution_model,
         ),
         ltv_params=LtvParams(
             settings.expected_lifetime_years,

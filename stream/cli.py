@@ -7,12 +7,14 @@ import asyncio
 import contextlib
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from stream import replay
 from stream.config import Settings
+from stream.domain.fx import RateBook, RatesFileError, parse_rates_file
 from stream.errors import ConfigurationError, LtvCacError
 
 
@@ -23,12 +25,30 @@ def _settings() -> Settings:
         sys.exit(f"ltvcac: invalid setting: {error}")
 
 
+def read_rates_file(settings: Settings) -> RateBook:
+    """The rates of ``LTVCAC_FX_RATES_FILE`` (none when it is unset).
+
+    Raises `RatesFileError` when the file cannot be read or a line is bad.
+    """
+    path = settings.fx_rates_file
+    if path is None:
+        return {}
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")  # a spreadsheet's BOM is fine
+    except OSError as error:
+        raise RatesFileError(f"cannot read {path}: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise RatesFileError(f"{path}: not UTF-8 text (bad byte at offset {error.start})") from None
+    return parse_rates_file(text, path, settings.reporting_currency)
+
+
 def run_worker(settings: Settings) -> None:
     """Run a worker in the foreground until SIGINT/SIGTERM.
 
-    First it waits for Kafka (with backoff) and checks the topics; SIGINT/SIGTERM during
-    that wait ends it at once, with status 0. Then the Faust worker runs, with a watch
-    that reports Kafka outages (`stream.kafka_admin.KafkaWatch`).
+    First it reads the rates file: a bad one stops it at once (status 1, as a bad
+    setting). Then it waits for Kafka (with backoff) and checks the topics; SIGINT/SIGTERM
+    during that wait ends it at once, with status 0. Then the Faust worker runs, with a
+    watch that reports Kafka outages (`stream.kafka_admin.KafkaWatch`).
     """
     import signal
 
@@ -62,6 +82,10 @@ def run_worker(settings: Settings) -> None:
         return None
 
     try:
+        fx_file = read_rates_file(settings)
+    except RatesFileError as error:
+        sys.exit(f"ltvcac: invalid rates file (LTVCAC_FX_RATES_FILE): {error}")
+    try:
         stopped_by = asyncio.run(topics_unless_stopped())
     except ConfigurationError as error:
         sys.exit(f"ltvcac: {error}")
@@ -71,7 +95,7 @@ def run_worker(settings: Settings) -> None:
         )
         return
     tolerate_cancelled_fetches()
-    runtime = create_runtime(settings)
+    runtime = create_runtime(settings, fx_file)
     watch = KafkaWatch(settings)
 
     class _Worker(Worker):

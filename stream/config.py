@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     reporting_currency: str = Field(
         "USD", pattern=r"^[A-Z]{3}$", description="Currency of all reported money."
     )
+    fx_rates_file: str | None = Field(
+        None,
+        description="CSV of exchange rates into the reporting currency (date,currency,rate),"
+        " read at start; the fx-rates topic adds to it.",
+    )
     default_margin: Decimal = Field(
         Decimal("0.30"),
         ge=0,

@@ -3,8 +3,10 @@
 Pure: the caller hands in the file's lines and gets a `Plan` back, the (topic, key,
 value) of every good line in file order and an error per defect of every bad one.
 Each line is checked with the worker's own rules (`stream.domain.ingest.validate` on
-the topic and key the event belongs to, and the reporting currency), so what replay
-accepts is what the worker applies. Publishing lives in ``stream.cli``.
+the topic and key the event belongs to; no rate for the reporting currency), so what
+replay accepts is what the worker applies, but for what depends on state: a refund's
+order, and exchange rates (the rates topic is not read here). Publishing lives in
+``stream.cli``.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ from dataclasses import dataclass, field
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from schemas.events import parse_event
+from schemas.events import FxRate, parse_event
 from schemas.topics import SOURCE_TOPICS, topic_for
-from stream.domain.ingest import MAX_MESSAGE_BYTES, AnyEvent, Rejection, validate
-from stream.domain.outcome import unsupported_currency
+from stream.domain.fx import reporting_currency_rate
+from stream.domain.ingest import MAX_MESSAGE_BYTES, Rejection, validate
 from stream.errors import LtvCacError
 
 LINE = "(line)"  # the line is not a JSON object: not UTF-8, invalid JSON, too large
@@ -116,8 +118,12 @@ def check_line(
     result = validate(contract, key, raw)
     if isinstance(result, Rejection):  # not expected: topic and key come from the event
         return [LineError(line, EVENT, result.detail)]
-    if reporting_currency is not None and (wrong := _wrong_currency(result, reporting_currency)):
-        return [LineError(line, "currency", wrong)]
+    if (
+        reporting_currency is not None
+        and isinstance(result, FxRate)
+        and (problem := reporting_currency_rate(result.currency, reporting_currency))
+    ):
+        return [LineError(line, "currency", problem)]
     return Record(line, topic_prefix + contract.name, key, raw)
 
 
@@ -248,14 +254,6 @@ def _line_error(line: int, problem: ErrorDetails) -> LineError:
 
 def _expected() -> str:
     return "expected one of " + ", ".join(sorted(EVENT_TYPES))
-
-
-def _wrong_currency(event: AnyEvent, reporting_currency: str) -> str | None:
-    currency = getattr(event, "currency", None)
-    if currency is None:
-        return None
-    rejected = unsupported_currency(currency, reporting_currency)
-    return None if rejected is None else rejected.detail
 
 
 def _plural(count: int, word: str) -> str:

@@ -26,7 +26,7 @@ from stream.domain.channel import (
 )
 from stream.domain.ingest import Rejection, validate
 from stream.domain.outcome import APPLIED, REDELIVERED, Outcome
-from stream.domain.spend import handle_ad_spend, spread_over_days
+from stream.domain.spend import handle_ad_spend, period_days
 
 if TYPE_CHECKING:
     from stream.app import Runtime
@@ -43,11 +43,11 @@ async def handle(runtime: Runtime, message: Any) -> None:
         if isinstance(event, Rejection):
             return await reject(runtime, message, event)
         assert isinstance(event, AdSpend)
-        days = list(spread_over_days(event))
+        days = period_days(event)
         record = _load(runtime, event.channel, days)
         if late := too_late(runtime, record, source, event.occurred_at):
             return await reject(runtime, message, late)
-        outcome = handle_ad_spend(record, event, source, runtime.settings.reporting_currency)
+        outcome = handle_ad_spend(record, event, source, runtime.fx)
     else:
         update = internal_json(message)
         if isinstance(update, Rejection):

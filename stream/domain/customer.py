@@ -38,15 +38,9 @@ from stream.domain.channel import (
     orders_key,
     profit_key,
 )
+from stream.domain.fx import FxRates, Unconvertible, converted_cents
 from stream.domain.money import WEIGHT_SCALE, gross_profit_cents, share_cents, to_cents
-from stream.domain.outcome import (
-    APPLIED,
-    DUPLICATE,
-    REDELIVERED,
-    Message,
-    Outcome,
-    unsupported_currency,
-)
+from stream.domain.outcome import APPLIED, DUPLICATE, REDELIVERED, Message, Outcome
 from stream.domain.timeline import day_of, epoch_seconds
 
 VISITOR_UPDATES = "visitor-updates"
@@ -58,16 +52,18 @@ Contribution = dict[str, dict[int, Bucket]]  # channel -> day -> weighted bucket
 
 @dataclass(frozen=True)
 class CustomerRules:
-    reporting_currency: str = "USD"
+    fx: FxRates = field(default_factory=FxRates)
     default_margin: Decimal = Decimal("0.30")
 
 
 @dataclass
 class Order:
     at: int  # event time, seconds since the epoch
-    amount_cents: int
+    amount_cents: int  # in the reporting currency, at the rate of the order's day
     profit_cents: int
-    refunded_cents: int
+    currency: str  # what the customer paid in; refunds are checked in it, rate-free
+    paid: int  # hundredths of ``currency`` paid
+    refunded: int  # hundredths of ``currency`` refunded so far
     visitor: str | None  # the visitor to attribute to if this order is the acquisition
     offset: int  # offset of the purchase that applied it
     version: int
@@ -186,25 +182,31 @@ def _first_order(orders: Iterable[tuple[str, Order]]) -> str | None:
 def handle_purchase(
     record: CustomerRecord, event: Purchase, source: Source, rules: CustomerRules
 ) -> Outcome:
-    """Apply a purchase; the earliest one acquires the customer."""
-    if error := unsupported_currency(event.currency, rules.reporting_currency):
-        return error
+    """Apply a purchase; the earliest one acquires the customer.
+
+    A redelivered purchase is answered from the record, before any conversion: rates
+    that arrived since do not change whether it was applied, nor what it sends.
+    """
     if record.seen(source):
         return Outcome(REDELIVERED, *_purchase_outputs(record, event.order_id, source))
     if event.order_id in record.order_book:
         record.mark(source)
         return Outcome(DUPLICATE)
 
-    amount = to_cents(event.amount)
-    cost = None if event.cost_of_goods is None else to_cents(event.cost_of_goods)
+    at = epoch_seconds(event.occurred_at)
+    rate = rules.fx.rate(event.currency, day_of(at))
+    if isinstance(rate, Unconvertible):
+        return Outcome.rejected(rate.reason, rate.detail)
+    amount = converted_cents(event.amount, rate)
+    cost = None if event.cost_of_goods is None else converted_cents(event.cost_of_goods, rate)
     profit = gross_profit_cents(amount, cost, event.margin, rules.default_margin)
     linked = record.linked_visitors[-1] if record.linked_visitors else None
     visitor = event.visitor_id or linked
-    at = epoch_seconds(event.occurred_at)
     acquisition_before = record.first_order_id
     record.version += 1
+    paid = to_cents(event.amount)  # in the purchase's currency
     record.order_book[event.order_id] = Order(
-        at, amount, profit, 0, visitor, source.offset, record.version
+        at, amount, profit, event.currency, paid, 0, visitor, source.offset, record.version
     )
     record.revenue_cents += amount
     record.gross_profit_cents += profit
@@ -240,9 +242,8 @@ def _purchase_outputs(
 def handle_refund(
     record: CustomerRecord, event: Refund, source: Source, rules: CustomerRules
 ) -> Outcome:
-    """Apply a refund: revenue falls by the amount, profit by the order's share of it."""
-    if error := unsupported_currency(event.currency, rules.reporting_currency):
-        return error
+    """Apply a refund: revenue falls by the amount at the rate of the refund's day,
+    profit by the order's share of it (the refunded part of what was paid)."""
     if record.seen(source):
         return Outcome(REDELIVERED, _refund_deltas(record, event.event_id, source))
     if event.event_id in record.refund_book:
@@ -251,24 +252,38 @@ def handle_refund(
     order = record.order_book.get(event.order_id)
     if order is None:
         return Outcome.rejected("unknown_order", f"no purchase with order_id {event.order_id}")
-    amount = to_cents(event.amount)
-    if amount > order.amount_cents - order.refunded_cents:
+    if event.currency != order.currency:
+        return Outcome.rejected(
+            "currency_mismatch",
+            f"refund in {event.currency} of order {event.order_id} paid in {order.currency}",
+        )
+    # Checked in the order's currency: a full refund fits whatever the rates did since.
+    refunded = to_cents(event.amount)
+    if refunded > order.paid - order.refunded:
         return Outcome.rejected(
             "refund_exceeds_order",
-            f"refund of {amount} cents exceeds the {order.amount_cents - order.refunded_cents}"
-            " cents not yet refunded",
+            f"refund of {_units(refunded)} {order.currency} exceeds the"
+            f" {_units(order.paid - order.refunded)} {order.currency} not yet refunded",
         )
-    reduction = share_cents(order.profit_cents, amount, order.amount_cents)
+    at = epoch_seconds(event.occurred_at)
+    amount = rules.fx.to_cents(event.amount, event.currency, day_of(at))
+    if isinstance(amount, Unconvertible):
+        return Outcome.rejected(amount.reason, amount.detail)
+    reduction = share_cents(order.profit_cents, refunded, order.paid)
     record.version += 1
-    order.refunded_cents += amount
+    order.refunded += refunded
     record.revenue_cents -= amount
     record.gross_profit_cents -= reduction
     record.refunds += 1
     record.refund_book[event.event_id] = RefundEntry(
-        epoch_seconds(event.occurred_at), amount, reduction, source.offset, record.version
+        at, amount, reduction, source.offset, record.version
     )
     record.mark(source)
     return Outcome(APPLIED, _refund_deltas(record, event.event_id, source))
+
+
+def _units(hundredths: int) -> Decimal:
+    return Decimal(hundredths).scaleb(-2)
 
 
 def _refund_deltas(record: CustomerRecord, event_id: str, source: Source) -> list[ChannelDelta]:

@@ -8,16 +8,7 @@ from typing import get_args
 
 from pydantic import ValidationError
 
-from schemas.events import (
-    EVENT_MODELS,
-    AdClick,
-    AdSpend,
-    Identify,
-    Purchase,
-    Referral,
-    Refund,
-    parse_event,
-)
+from schemas.events import EVENT_MODELS, AnyEvent, parse_event
 from schemas.topics import TopicContract
 
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -28,7 +19,6 @@ MAX_DETAIL_PROBLEMS = 10  # problems named in a detail; the rest are counted
 MAX_DEAD_LETTER_VALUE_BYTES = 256 * 1024
 MAX_DEAD_LETTER_KEY_BYTES = 1024  # keys are ids; a longer one is bad input itself
 MAX_VALUE_TEXT = 4096  # characters of a UTF-8 value repeated as text in its dead letter
-AnyEvent = Purchase | Refund | AdClick | AdSpend | Referral | Identify
 _TYPES = ", ".join(get_args(model.model_fields["type"].annotation)[0] for model in EVENT_MODELS)
 
 

@@ -49,16 +49,6 @@ class Outcome:
         return cls(REJECTED, reason=reason, detail=detail)
 
 
-def unsupported_currency(currency: str, reporting_currency: str) -> Outcome | None:
-    """Amounts in another currency are rejected, never counted 1:1."""
-    if currency == reporting_currency:
-        return None
-    return Outcome.rejected(
-        "unsupported_currency",
-        f"currency {currency} is not the reporting currency {reporting_currency}",
-    )
-
-
 def spend_deltas(
     channel: str,
     category: str,

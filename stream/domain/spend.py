@@ -3,47 +3,55 @@
 from __future__ import annotations
 
 from schemas.events import AdSpend
-from stream.domain.channel import ChannelRecord, Source
-from stream.domain.money import split_evenly, to_cents
-from stream.domain.outcome import (
-    APPLIED,
-    DUPLICATE,
-    REDELIVERED,
-    Outcome,
-    spend_deltas,
-    unsupported_currency,
-)
-from stream.domain.timeline import day_of_date, epoch_seconds
+from stream.domain.channel import ChannelDelta, ChannelRecord, Source
+from stream.domain.fx import FxRates, Unconvertible
+from stream.domain.money import split_evenly
+from stream.domain.outcome import APPLIED, DUPLICATE, REDELIVERED, Outcome, spend_deltas
+from stream.domain.timeline import day_of, day_of_date, epoch_seconds
 
 
-def spread_over_days(event: AdSpend) -> dict[int, int]:
-    """Cents per day of the period; earlier days take the odd cents."""
+def period_days(event: AdSpend) -> list[int]:
+    """The day numbers of the spend's period."""
+    return list(range(day_of_date(event.period_start), day_of_date(event.period_end) + 1))
+
+
+def spread_over_days(event: AdSpend, cents: int) -> dict[int, int]:
+    """``cents`` per day of the period; earlier days take the odd cents."""
     first = day_of_date(event.period_start)
     days = day_of_date(event.period_end) - first + 1
-    return {first + i: cents for i, cents in enumerate(split_evenly(to_cents(event.amount), days))}
+    return {first + i: part for i, part in enumerate(split_evenly(cents, days))}
 
 
-def handle_ad_spend(
-    record: ChannelRecord, event: AdSpend, source: Source, reporting_currency: str
-) -> Outcome:
-    """Apply spend to the channel's own record; the returned deltas carry it to ``all``
-    and ``paid``."""
-    if error := unsupported_currency(event.currency, reporting_currency):
-        return error
-    own, *others = spend_deltas(
-        event.channel,
-        event.category,
-        source,
-        epoch_seconds(event.occurred_at),
-        spread_over_days(event),
-        event.campaign,
-    )
+def handle_ad_spend(record: ChannelRecord, event: AdSpend, source: Source, fx: FxRates) -> Outcome:
+    """Apply spend, converted at the rate of its ``occurred_at`` day, to the channel's own
+    record; the returned deltas carry it to ``all`` and ``paid``.
+
+    Whether a redelivered event was applied is answered from the record, before any
+    conversion; the one that applied it converts again for the deltas it sends.
+    """
     if record.seen(source):
-        applied_here = record.spend_event_ids.get(event.event_id) == source.offset
-        return Outcome(REDELIVERED, others if applied_here else [])
+        if record.spend_event_ids.get(event.event_id) != source.offset:
+            return Outcome(REDELIVERED)  # not the event that applied this spend
+        deltas = _deltas(event, source, fx)
+        return Outcome(REDELIVERED, [] if isinstance(deltas, Unconvertible) else deltas[1:])
     if event.event_id in record.spend_event_ids:
         record.applied[source.stream] = source.position
         return Outcome(DUPLICATE)
+    deltas = _deltas(event, source, fx)
+    if isinstance(deltas, Unconvertible):
+        return Outcome.rejected(deltas.reason, deltas.detail)
+    own, *others = deltas
     record.apply(own)
     record.spend_event_ids[event.event_id] = source.offset
     return Outcome(APPLIED, others)
+
+
+def _deltas(event: AdSpend, source: Source, fx: FxRates) -> list[ChannelDelta] | Unconvertible:
+    """The spend's deltas to its own channel, ``all`` and ``paid``, in the reporting
+    currency."""
+    at = epoch_seconds(event.occurred_at)
+    cents = fx.to_cents(event.amount, event.currency, day_of(at))
+    if isinstance(cents, Unconvertible):
+        return cents
+    spread = spread_over_days(event, cents)
+    return spend_deltas(event.channel, event.category, source, at, spread, event.campaign)

@@ -29,6 +29,11 @@ def day_of_date(date: dt.date) -> int:
     return (date - dt.date(1970, 1, 1)).days
 
 
+def date_of_day(day: int) -> dt.date:
+    """Day number -> calendar date (UTC)."""
+    return dt.date(1970, 1, 1) + dt.timedelta(days=day)
+
+
 def in_window(day: int, now_day: int, window: str) -> bool:
     """A bucket belongs to a window ending at ``now_day`` (later buckets count too)."""
     length = WINDOW_DAYS[window]

@@ -19,16 +19,8 @@ from stream.domain.attribution import (
     campaign_weights,
 )
 from stream.domain.channel import MEDIA, AppliedOffsets, ChannelDelta, Source
-from stream.domain.money import to_cents
-from stream.domain.outcome import (
-    APPLIED,
-    DUPLICATE,
-    REDELIVERED,
-    Message,
-    Outcome,
-    spend_deltas,
-    unsupported_currency,
-)
+from stream.domain.fx import FxRates, Unconvertible
+from stream.domain.outcome import APPLIED, DUPLICATE, REDELIVERED, Message, Outcome, spend_deltas
 from stream.domain.timeline import SECONDS_PER_DAY, day_of, epoch_seconds
 
 CUSTOMER_UPDATES = "customer-updates"
@@ -38,7 +30,7 @@ MAX_TOUCHES = 100
 
 @dataclass(frozen=True)
 class VisitorRules:
-    reporting_currency: str = "USD"
+    fx: FxRates = field(default_factory=FxRates)
     lookback_days: int = 30
     half_life_days: float = 7.0  # of the time-decay model
     primary_model: str = "last_touch"  # credits campaigns
@@ -91,20 +83,28 @@ class VisitorRecord(AppliedOffsets):
 def handle_touch(
     record: VisitorRecord, event: AdClick | Referral, source: Source, rules: VisitorRules
 ) -> Outcome:
-    """An ad click or a referral: a touch for attribution, its cost is channel spend."""
-    if error := unsupported_currency(event.currency, rules.reporting_currency):
-        return error
-    touch, cost = _touch_of(event)
-    spend = _spend_deltas(touch, cost, source)
+    """An ad click or a referral: a touch for attribution, its cost is channel spend.
+
+    A redelivered touch is answered from the record: the spend it sends again is the
+    cost it was applied with, never converted again (one not kept, because pruned or
+    never applied, sends none).
+    """
+    touch = _touch_of(event)
     stored = next((s for s in record.touches if s.touch.event_id == touch.event_id), None)
     if record.seen(source):
         if stored is not None and stored.offset != source.offset:
             return Outcome(REDELIVERED)  # this offset carried a duplicate
+        spend = [] if stored is None else _spend_deltas(touch, stored.cost_cents, source)
         messages = _attributions(record, _affected(record, touch, rules))
         return Outcome(REDELIVERED, spend, messages)
     if stored is not None:
         record.mark(source)
         return Outcome(DUPLICATE)
+    cost_in_currency = event.cost if isinstance(event, AdClick) else event.reward_cost
+    cost = rules.fx.to_cents(cost_in_currency, event.currency, day_of(touch.occurred_at))
+    if isinstance(cost, Unconvertible):
+        return Outcome.rejected(cost.reason, cost.detail)
+    spend = _spend_deltas(touch, cost, source)
     record.touches = _pruned([*record.touches, StoredTouch(touch, cost, source.offset)], rules)
     record.mark(source)
     changed = []
@@ -117,11 +117,11 @@ def handle_touch(
     return Outcome(APPLIED, spend, _attributions(record, changed))
 
 
-def _touch_of(event: AdClick | Referral) -> tuple[Touch, int]:
+def _touch_of(event: AdClick | Referral) -> Touch:
     at = epoch_seconds(event.occurred_at)
     if isinstance(event, AdClick):
-        return Touch(event.event_id, at, event.channel, event.campaign), to_cents(event.cost)
-    return Touch(event.event_id, at, REFERRAL_CHANNEL), to_cents(event.reward_cost)
+        return Touch(event.event_id, at, event.channel, event.campaign)
+    return Touch(event.event_id, at, REFERRAL_CHANNEL)
 
 
 def _spend_deltas(touch: Touch, cost_cents: int, source: Source) -> list[ChannelDelta]:

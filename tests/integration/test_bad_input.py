@@ -35,7 +35,7 @@ pytestmark = pytest.mark.integration
 
 LIMIT_BYTES = 64 * 1024
 KEPT_BYTES = 256 * 1024  # of a value longer than this a dead letter keeps only the start
-SOURCE_TOPICS = ("purchases", "ad-clicks", "referrals", "ad-spend", "identities")
+SOURCE_TOPICS = ("purchases", "ad-clicks", "referrals", "ad-spend", "identities", "fx-rates")
 KEY_FIELD = {
     "purchase": "customer_id",
     "refund": "customer_id",
@@ -43,6 +43,7 @@ KEY_FIELD = {
     "ad_spend": "channel",
     "referral": "referred_visitor_id",
     "identify": "visitor_id",
+    "fx_rate": "currency",
 }
 TOPIC_OF = {
     "purchase": "purchases",
@@ -51,9 +52,11 @@ TOPIC_OF = {
     "ad_spend": "ad-spend",
     "referral": "referrals",
     "identify": "identities",
+    "fx_rate": "fx-rates",
 }
 MONEY = {"purchase": "amount", "refund": "amount", "ad_click": "cost", "ad_spend": "amount"}
 MONEY["referral"] = "reward_cost"
+MONEY["fx_rate"] = "rate"
 BAD_MONEY = [  # JSON text: NaN, Infinity, negative, huge, too precise, not plain decimals
     '"NaN"',
     "NaN",
@@ -68,6 +71,12 @@ BAD_MONEY = [  # JSON text: NaN, Infinity, negative, huge, too precise, not plai
     '"1_000"',
     '" 10"',
     '"1E+2"',
+]
+# a rate may have 12 decimals, and no more than 1,000,000
+BAD_RATES = [
+    *(money for money in BAD_MONEY if money != '"1.001"'),
+    '"1.0000000000001"',
+    "1000000.5",
 ]
 
 
@@ -218,8 +227,12 @@ def batches(draw: st.DrawFn, nonce: str) -> Batch:
                 "reward_cost": "5.00",
             },
             "identify": {"visitor_id": uid("v"), "customer_id": customer},
+            # the worker has no rates: no valid rate is sent, so none is ever in force
+            "fx_rate": {"rate": "1.10", "effective_date": "2026-01-01"},
         }[event_type]
-        if event_type != "identify":
+        if event_type == "fx_rate":
+            fields["currency"] = "EUR"
+        elif event_type != "identify":
             fields["currency"] = "USD"
         return body(event_type, uid("e"), draw(at), **fields)
 
@@ -273,7 +286,7 @@ def batches(draw: st.DrawFn, nonce: str) -> Batch:
     def bad_money() -> Sent:
         event = template(draw(st.sampled_from(sorted(MONEY))))
         name = MONEY[event["type"]]
-        raw = draw(st.sampled_from(BAD_MONEY))
+        raw = draw(st.sampled_from(BAD_RATES if name == "rate" else BAD_MONEY))
         placeholder = "\u0001money\u0001"
         text = json.dumps({**event, name: placeholder}).replace(json.dumps(placeholder), raw)
         return Sent(
@@ -287,8 +300,17 @@ def batches(draw: st.DrawFn, nonce: str) -> Batch:
     def bad_currency() -> Sent:
         event = template(draw(st.sampled_from(sorted(MONEY))))
         code = draw(st.sampled_from(["usd", "US", "USDT", "", "U$D", "EUR", "GBP", "XXX", "JPY"]))
-        if code in ("EUR", "GBP", "XXX", "JPY"):  # well formed, not the reporting currency
-            return keyed({**event, "currency": code}, reason="unsupported_currency")
+        if event["type"] == "fx_rate":
+            if code in ("usd", "US", "USDT", "", "U$D"):  # malformed (the key is the old code)
+                key = str(event["currency"]).encode()
+                bad = encode({**event, "currency": code})
+                return Sent("fx-rates", key, bad, "invalid_event", "currency")
+            code = "USD"  # well formed, but the reporting currency
+            return keyed({**event, "currency": code}, reason="invalid_event", field_name="currency")
+        if code in ("EUR", "GBP", "XXX", "JPY"):  # well formed, but no rates at all
+            # a refund is of an order never bought, which is checked before its currency
+            reason = "unknown_order" if event["type"] == "refund" else "unknown_currency"
+            return keyed({**event, "currency": code}, reason=reason)
         return keyed({**event, "currency": code}, reason="invalid_event", field_name="currency")
 
     def bad_channel() -> Sent:

@@ -28,9 +28,11 @@ other bytes, bytes that are not UTF-8)
 
 Two families are business rules, decided after ingest by the domain handlers:
 
-- **Unknown currency**: a well-formed code (three capitals) other than the reporting
-  currency passes ``validate``; ``handle_purchase``, ``handle_refund``, ``handle_touch``
-  and ``handle_ad_spend`` reject it with ``unsupported_currency`` and change nothing.
+- **A currency without a rate**: a well-formed code (three capitals) other than the
+  reporting currency passes ``validate`` and is converted at the rate of the event's day;
+  with no rate at all for it ``handle_purchase``, ``handle_refund``, ``handle_touch`` and
+  ``handle_ad_spend`` reject it as ``unknown_currency``, with rates that only start after
+  that day as ``missing_rate``, naming currency and date, and change nothing.
 - **Unknown channel**: channel names are free-form — a shop may start a new channel at
   any time, so a well-formed name never seen before is a new channel, accepted. Only a
   malformed name (not ``[a-z0-9][a-z0-9_.-]{0,63}``) or a reserved one (``all``, the
@@ -53,18 +55,30 @@ from typing import Any
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from schemas.topics import AD_CLICKS, AD_SPEND, IDENTITIES, PURCHASES, REFERRALS, TopicContract
+from schemas.topics import (
+    AD_CLICKS,
+    AD_SPEND,
+    FX_RATES,
+    IDENTITIES,
+    PURCHASES,
+    REFERRALS,
+    TopicContract,
+)
 from stream.domain.channel import ChannelRecord, Source
 from stream.domain.customer import CustomerRecord, CustomerRules, handle_purchase, handle_refund
+from stream.domain.fx import FxRates
 from stream.domain.ingest import Rejection, validate
 from stream.domain.outcome import APPLIED, REJECTED
 from stream.domain.spend import handle_ad_spend
+from stream.domain.timeline import date_of_day, day_of, epoch_seconds
 from stream.domain.visitor import VisitorRecord, VisitorRules, handle_touch
 
 # -- the contract, written out -------------------------------------------------------
 
 LIMIT_BYTES = 64 * 1024
 MAX_MONEY_CENTS = 1_000_000_000 * 100
+MAX_RATE = Decimal(1_000_000)
+RATE_PLACES = 12
 EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)  # inclusive
 LATEST = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)  # exclusive
 REPORTING = "USD"
@@ -79,8 +93,9 @@ TOPIC = {
     "ad_spend": AD_SPEND,
     "referral": REFERRALS,
     "identify": IDENTITIES,
+    "fx_rate": FX_RATES,
 }
-CONTRACTS = (PURCHASES, AD_CLICKS, REFERRALS, AD_SPEND, IDENTITIES)
+CONTRACTS = (PURCHASES, AD_CLICKS, REFERRALS, AD_SPEND, IDENTITIES, FX_RATES)
 KEY_FIELD = {
     "purchase": "customer_id",
     "refund": "customer_id",
@@ -88,6 +103,7 @@ KEY_FIELD = {
     "ad_spend": "channel",
     "referral": "referred_visitor_id",
     "identify": "visitor_id",
+    "fx_rate": "currency",
 }
 COMMON = {"event_id": "id", "occurred_at": "timestamp", "schema_version": "version"}
 REQUIRED = {
@@ -109,6 +125,7 @@ REQUIRED = {
         "currency": "currency",
     },
     "identify": {"visitor_id": "id", "customer_id": "id"},
+    "fx_rate": {"currency": "currency", "rate": "rate", "effective_date": "date"},
 }
 OPTIONAL = {
     "purchase": {
@@ -123,9 +140,10 @@ OPTIONAL = {
     "ad_spend": {},
     "referral": {"referred_customer_id": "id"},
     "identify": {},
+    "fx_rate": {},
 }
 TYPES = tuple(TOPIC)
-MONEY_KINDS = ("amount", "cost", "margin")
+MONEY_KINDS = ("amount", "cost", "margin", "rate")
 EXCLUSIVE = {"cost_of_goods": "margin", "margin": "cost_of_goods"}  # give one, not both
 
 
@@ -206,6 +224,18 @@ def money(low_cents: int) -> st.SearchStrategy[tuple[str, Decimal]]:
 
 
 @st.composite
+def rates(draw: st.DrawFn) -> tuple[str, Decimal]:
+    """A positive rate of at most ``RATE_PLACES`` decimals up to ``MAX_RATE``."""
+    places = draw(st.integers(0, RATE_PLACES))
+    value = Decimal(draw(st.integers(1, int(MAX_RATE.scaleb(places))))).scaleb(-places)
+    text = format(value, "f")
+    forms = [json.dumps(text)]
+    if len(value.as_tuple().digits) <= 15:  # a JSON number reads back exactly
+        forms.append(text)
+    return draw(st.sampled_from(forms)), value
+
+
+@st.composite
 def margins(draw: st.DrawFn) -> tuple[str, Decimal]:
     ten_thousandths = draw(st.integers(0, 10_000))
     text = f"{ten_thousandths // 10_000}.{ten_thousandths % 10_000:04d}"
@@ -259,6 +289,7 @@ VALUES: dict[str, st.SearchStrategy[tuple[str, Any]]] = {
     "amount": money(1),
     "cost": money(0),
     "margin": margins(),
+    "rate": rates(),
     "timestamp": timestamps().map(lambda pair: (json.dumps(pair[0]), pair[1])),
     "version": st.just(("1", 1)),
 }
@@ -277,6 +308,10 @@ def valid_events(draw: st.DrawFn, types: tuple[str, ...] = TYPES) -> Drawn:
             continue
         text, value = draw(VALUES[kind])
         drawn.fields[name], drawn.expect[name] = text, value
+    if event_type == "fx_rate":
+        day = draw(st.dates(dt.date(2000, 1, 1), dt.date(2099, 12, 31)))
+        drawn.fields["effective_date"] = json.dumps(day.isoformat())
+        drawn.expect["effective_date"] = day
     if event_type == "ad_spend":
         start = draw(st.dates(dt.date(2000, 1, 1), dt.date(2099, 12, 31)))
         end = min(start + dt.timedelta(days=draw(st.integers(0, 365))), dt.date(2099, 12, 31))
@@ -466,6 +501,7 @@ ACCEPTED_JSON = {  # the JSON types a field of each kind accepts
     "amount": {"string", "number"},
     "cost": {"string", "number"},
     "margin": {"string", "number"},
+    "rate": {"string", "number"},
     "version": {"integer"},
 }
 
@@ -606,11 +642,23 @@ BAD_MONEY = {
             min_value=Decimal("1.0001"), allow_nan=False, allow_infinity=False, places=4
         ).flatmap(decimal_text),
     ),
+    "rate": st.one_of(
+        NON_FINITE,
+        NOT_PLAIN,
+        NEGATIVE,
+        st.sampled_from(['"0"', '"0.000"', "0", "0.0", "-0.0"]),
+        st.tuples(st.integers(1, 10**9).filter(lambda n: n % 10 != 0), st.integers(13, 16))
+        .map(lambda pair: Decimal(pair[0]).scaleb(-pair[1]))
+        .flatmap(decimal_text),
+        st.integers(int(MAX_RATE) * 100 + 1).map(lambda c: Decimal(c) / 100).flatmap(decimal_text),
+    ),
 }
 
 
 @MANY
-@given(valid_events(("purchase", "refund", "ad_click", "ad_spend", "referral")), st.data())
+@given(
+    valid_events(("purchase", "refund", "ad_click", "ad_spend", "referral", "fx_rate")), st.data()
+)
 def test_bad_money_is_named(drawn: Drawn, data: st.DataObject) -> None:
     name = data.draw(field_of_kind(drawn, MONEY_KINDS))
     text = data.draw(BAD_MONEY[kind_of(drawn.type, name)])
@@ -642,7 +690,9 @@ def test_trailing_zeros_beyond_cents_are_more_than_2_decimals() -> None:
 
 
 @MANY
-@given(valid_events(("purchase", "refund", "ad_click", "ad_spend", "referral")), st.data())
+@given(
+    valid_events(("purchase", "refund", "ad_click", "ad_spend", "referral", "fx_rate")), st.data()
+)
 def test_a_malformed_currency_is_named(drawn: Drawn, data: st.DataObject) -> None:
     code = data.draw(st.text(max_size=6).filter(lambda c: re.fullmatch(r"[A-Z]{3}", c) is None))
     bad = drawn.with_field("currency", json.dumps(code))
@@ -761,11 +811,11 @@ BAD_DATES = st.one_of(
 
 
 @MANY
-@given(valid_events(("ad_spend",)), st.sampled_from(["period_start", "period_end"]), BAD_DATES)
-def test_a_bad_period_date_is_named(drawn: Drawn, name: str, text: str) -> None:
-    rejected(
-        validate(AD_SPEND, drawn.key, drawn.with_field(name, text).raw()), "invalid_event", name
-    )
+@given(valid_events(("ad_spend", "fx_rate")), st.data(), BAD_DATES)
+def test_a_bad_date_is_named(drawn: Drawn, data: st.DataObject, text: str) -> None:
+    name = data.draw(field_of_kind(drawn, ("date",)))
+    bad = drawn.with_field(name, text)
+    rejected(validate(drawn.topic, drawn.key, bad.raw()), "invalid_event", name)
 
 
 @given(valid_events(("ad_spend",)), st.data())
@@ -859,7 +909,7 @@ def test_a_key_that_only_decodes_to_the_entity_is_key_mismatch() -> None:
     assert "not UTF-8" in result.detail
 
 
-# -- business rules after ingest: unknown currency, new channels --------------------------------
+# -- business rules after ingest: currencies without a rate, new channels ---------------------
 
 other_currencies = st.from_regex(r"[A-Z]{3}", fullmatch=True).filter(lambda c: c != REPORTING)
 
@@ -874,8 +924,24 @@ def with_currency(drawn: Drawn, currency: str) -> Drawn:
     return drawn.with_field("currency", json.dumps(currency), currency)
 
 
-def customer_with_an_order(customer_id: str) -> CustomerRecord:
-    record = CustomerRecord(customer_id)
+def rates(currency: str, first_day: int | None) -> FxRates:
+    """``currency`` worth 1.5 from ``first_day`` on; no rate at all when it is None."""
+    return FxRates(
+        REPORTING, {} if first_day is None else {currency: [(first_day, Decimal("1.5"))]}
+    )
+
+
+def event_day(event: Any) -> int:
+    return day_of(epoch_seconds(event.occurred_at))
+
+
+def customer_with_an_order(event: Any) -> CustomerRecord:
+    """A customer with an order in the event's currency: for a refund, the order it
+    takes back (paid as much); for a purchase, another order."""
+    if event.type == "refund":
+        order_id = event.order_id
+    else:
+        order_id = "first" if event.order_id != "first" else "second"
     first = Drawn(
         "purchase",
         {
@@ -883,60 +949,73 @@ def customer_with_an_order(customer_id: str) -> CustomerRecord:
             "event_id": '"first"',
             "occurred_at": '"2026-03-01T10:00:00Z"',
             "schema_version": "1",
-            "customer_id": json.dumps(customer_id),
-            "order_id": '"o-first"',
-            "amount": '"50.00"',
-            "currency": '"USD"',
+            "customer_id": json.dumps(event.customer_id),
+            "order_id": json.dumps(order_id),
+            "amount": json.dumps(str(event.amount)),
+            "currency": json.dumps(event.currency),
         },
-        {"customer_id": customer_id},
+        {"customer_id": event.customer_id},
     )
-    outcome = handle_purchase(record, parsed(first), Source("purchases", 0, 0), CustomerRules())
+    record = CustomerRecord(event.customer_id)
+    rules = CustomerRules(rates(event.currency, 0))
+    outcome = handle_purchase(record, parsed(first), Source("purchases", 0, 0), rules)
     assert outcome.status == APPLIED
     return record
 
 
-def assert_unsupported(outcome: Any, currency: str) -> None:
+def assert_unconvertible(outcome: Any, reason: str, currency: str, event: Any) -> None:
     assert outcome.status == REJECTED
-    assert outcome.reason == "unsupported_currency"
-    assert currency in outcome.detail and REPORTING in outcome.detail
+    assert outcome.reason == reason
+    assert currency in outcome.detail
+    assert str(date_of_day(event_day(event))) in outcome.detail
     assert (outcome.deltas, outcome.messages) == ([], [])
 
 
+# A rate that starts the day after the event: ``missing_rate``; none at all: ``unknown_currency``.
+AFTER_THE_EVENT = st.sampled_from([(1, "missing_rate"), (None, "unknown_currency")])
+
+
 @MANY
-@given(valid_events(("purchase", "refund")), other_currencies)
-def test_a_customer_event_in_another_currency_is_unsupported_and_changes_nothing(
-    drawn: Drawn, currency: str
+@given(valid_events(("purchase", "refund")), other_currencies, AFTER_THE_EVENT)
+def test_a_customer_event_without_a_rate_on_its_day_is_rejected_and_changes_nothing(
+    drawn: Drawn, currency: str, rate_from: tuple[int | None, str]
 ) -> None:
     event = parsed(with_currency(drawn, currency))
-    record = customer_with_an_order(event.customer_id)
+    record = customer_with_an_order(event)
     before = record.to_json()
+    after, reason = rate_from
+    fx = rates(currency, None if after is None else event_day(event) + after)
     handle = handle_purchase if drawn.type == "purchase" else handle_refund
-    outcome = handle(record, event, Source("purchases", 0, 1), CustomerRules(REPORTING))
-    assert_unsupported(outcome, currency)
+    outcome = handle(record, event, Source("purchases", 0, 1), CustomerRules(fx))
+    assert_unconvertible(outcome, reason, currency, event)
     assert record.to_json() == before
 
 
 @MANY
-@given(valid_events(("ad_click", "referral")), other_currencies)
-def test_a_touch_in_another_currency_is_unsupported_and_changes_nothing(
-    drawn: Drawn, currency: str
+@given(valid_events(("ad_click", "referral")), other_currencies, AFTER_THE_EVENT)
+def test_a_touch_without_a_rate_on_its_day_is_rejected_and_changes_nothing(
+    drawn: Drawn, currency: str, rate_from: tuple[int | None, str]
 ) -> None:
     event = parsed(with_currency(drawn, currency))
     record = VisitorRecord(drawn.key.decode())
-    outcome = handle_touch(record, event, Source(drawn.topic.name, 0, 1), VisitorRules(REPORTING))
-    assert_unsupported(outcome, currency)
+    after, reason = rate_from
+    fx = rates(currency, None if after is None else event_day(event) + after)
+    outcome = handle_touch(record, event, Source(drawn.topic.name, 0, 1), VisitorRules(fx))
+    assert_unconvertible(outcome, reason, currency, event)
     assert record.to_json() == VisitorRecord(drawn.key.decode()).to_json()
 
 
 @MANY
-@given(valid_events(("ad_spend",)), other_currencies)
-def test_spend_in_another_currency_is_unsupported_and_changes_nothing(
-    drawn: Drawn, currency: str
+@given(valid_events(("ad_spend",)), other_currencies, AFTER_THE_EVENT)
+def test_spend_without_a_rate_on_its_day_is_rejected_and_changes_nothing(
+    drawn: Drawn, currency: str, rate_from: tuple[int | None, str]
 ) -> None:
     event = parsed(with_currency(drawn, currency))
     record = ChannelRecord(event.channel)
-    outcome = handle_ad_spend(record, event, Source("ad-spend", 0, 1), REPORTING)
-    assert_unsupported(outcome, currency)
+    after, reason = rate_from
+    fx = rates(currency, None if after is None else event_day(event) + after)
+    outcome = handle_ad_spend(record, event, Source("ad-spend", 0, 1), fx)
+    assert_unconvertible(outcome, reason, currency, event)
     assert record.to_json() == ChannelRecord(event.channel).to_json()
 
 
@@ -951,7 +1030,7 @@ def test_a_well_formed_channel_never_seen_before_is_a_new_channel(
     blended = ["all"] if channel == "direct" else ["all", "paid"]
     if drawn.type == "ad_spend":
         own = ChannelRecord(channel)
-        outcome = handle_ad_spend(own, event, Source("ad-spend", 0, 1), REPORTING)
+        outcome = handle_ad_spend(own, event, Source("ad-spend", 0, 1), FxRates(REPORTING))
         cents = int(event.amount * 100)
         assert sum(b.spend_cents for b in own.buckets.values()) == cents
         assert [d.channel for d in outcome.deltas] == blended
@@ -959,7 +1038,9 @@ def test_a_well_formed_channel_never_seen_before_is_a_new_channel(
             assert delta.buckets == own.buckets
     else:
         visitor = VisitorRecord(drawn.key.decode())
-        outcome = handle_touch(visitor, event, Source("ad-clicks", 0, 1), VisitorRules(REPORTING))
+        outcome = handle_touch(
+            visitor, event, Source("ad-clicks", 0, 1), VisitorRules(FxRates(REPORTING))
+        )
         channels_spent = [d.channel for d in outcome.deltas]
         assert channels_spent == ([channel, *blended] if event.cost else [])
     assert outcome.status == APPLIED
@@ -969,7 +1050,8 @@ def test_a_well_formed_channel_never_seen_before_is_a_new_channel(
 def test_a_refund_of_an_order_never_bought_is_unknown_order(drawn: Drawn) -> None:
     event = parsed(with_currency(drawn, REPORTING))
     record = CustomerRecord(event.customer_id)
-    outcome = handle_refund(record, event, Source("purchases", 0, 1), CustomerRules(REPORTING))
+    rules = CustomerRules(FxRates(REPORTING))
+    outcome = handle_refund(record, event, Source("purchases", 0, 1), rules)
     assert (outcome.status, outcome.reason) == (REJECTED, "unknown_order")
     assert event.order_id in outcome.detail
     assert record.to_json() == CustomerRecord(event.customer_id).to_json()

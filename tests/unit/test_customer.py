@@ -20,11 +20,12 @@ from stream.domain.customer import (
     handle_purchase,
     handle_refund,
 )
+from stream.domain.fx import FxRates
 from stream.domain.outcome import APPLIED, DUPLICATE, REDELIVERED, REJECTED
 from stream.domain.timeline import day_of_date
 from tests.unit.events import event
 
-RULES = CustomerRules("USD", Decimal("0.30"))
+RULES = CustomerRules(FxRates("USD"), Decimal("0.30"))
 M = 1_000_000  # weight scale: one whole customer/order/cent
 H = M // 2
 DAY1 = day_of_date(dt.date(2026, 3, 1))
@@ -267,16 +268,112 @@ def test_refund_of_unknown_order_or_more_than_paid_is_rejected() -> None:
     assert record.revenue_cents == 1000
 
 
-def test_other_currency_is_rejected_not_converted_one_to_one() -> None:
-    record = CustomerRecord("c1")
-    outcome = handle_purchase(
-        record,
-        event("purchase", customer_id="c1", order_id="o1", amount="5", currency="EUR"),
-        src(1),
-        RULES,
+# EUR is worth 1.10 USD from 1 March 2026 and 1.20 USD from 10 March.
+EUR_RATES = {"EUR": [(DAY1, Decimal("1.10")), (DAY1 + 9, Decimal("1.20"))]}
+FX_RULES = CustomerRules(FxRates("USD", EUR_RATES), Decimal("0.30"))
+
+
+def euro_purchase(order: str, amount: str, day: int = 1, **extra: object) -> Purchase:
+    return purchase(order, amount, day, **extra).model_copy(update={"currency": "EUR"})
+
+
+def euro_refund(order: str, amount: str, day: int) -> Refund:
+    refund: Refund = event(
+        "refund",
+        f"2026-03-{day:02d}T10:00:00Z",
+        customer_id="c1",
+        order_id=order,
+        amount=amount,
+        currency="EUR",
     )
-    assert (outcome.status, outcome.reason) == (REJECTED, "unsupported_currency")
-    assert record.orders == 0
+    return refund
+
+
+def test_a_purchase_in_another_currency_counts_at_the_rate_of_its_day() -> None:
+    record = CustomerRecord("c1")
+    euros = euro_purchase("o1", "100.00", cost_of_goods="40.00")
+    outcome = handle_purchase(record, euros, src(5), FX_RULES)
+    assert outcome.status == APPLIED
+    # 100.00 EUR x 1.10 = 110.00 USD; cost 40.00 EUR x 1.10 = 44.00 USD; profit 66.00 USD
+    assert (record.revenue_cents, record.gross_profit_cents) == (11000, 6600)
+    expected = {DAY1: acquired(customers=1, profit=6600, orders=1)}
+    assert by_channel(outcome.deltas) == {"direct": expected, "all": expected}  # no paid
+    # on 10 March the new rate: 10.00 EUR x 1.20 = 12.00 USD, profit 30% = 3.60 USD
+    handle_purchase(record, euro_purchase("o2", "10.00", day=10), src(6), FX_RULES)
+    assert (record.revenue_cents, record.gross_profit_cents) == (11000 + 1200, 6600 + 360)
+
+
+def test_a_refund_counts_at_the_rate_of_its_own_day_and_fits_in_the_orders_currency() -> None:
+    record = CustomerRecord("c1")
+    handle_purchase(record, euro_purchase("o1", "100.00"), src(5), FX_RULES)  # 110.00 USD
+    assert (record.revenue_cents, record.gross_profit_cents) == (11000, 3300)
+    # the full 100.00 EUR back on 10 March is 120.00 USD: more than was booked, still allowed
+    outcome = handle_refund(record, euro_refund("o1", "100.00", day=10), src(6), FX_RULES)
+    assert outcome.status == APPLIED
+    assert (record.revenue_cents, record.gross_profit_cents) == (11000 - 12000, 0)
+    assert by_channel(outcome.deltas)["direct"] == {DAY1 + 9: acquired(profit=-3300)}
+    more = handle_refund(record, euro_refund("o1", "0.01", day=10), src(7), FX_RULES)
+    assert (more.status, more.reason) == (REJECTED, "refund_exceeds_order")
+    assert more.detail == "refund of 0.01 EUR exceeds the 0.00 EUR not yet refunded"
+
+
+def test_two_half_refunds_fit_although_their_conversions_round_up() -> None:
+    rules = CustomerRules(FxRates("USD", {"EUR": [(DAY1, Decimal("1.08333"))]}))
+    record = CustomerRecord("c1")
+    handle_purchase(record, euro_purchase("o1", "100.00"), src(5), rules)
+    assert record.revenue_cents == 10833  # 108.333 USD
+    for offset in (6, 7):  # 50.00 EUR = 54.1665 USD -> 54.17 each, 108.34 together
+        refund = euro_refund("o1", "50.00", day=2).model_copy(update={"event_id": f"r{offset}"})
+        assert handle_refund(record, refund, src(offset), rules).status == APPLIED
+    assert (record.revenue_cents, record.refunds) == (10833 - 2 * 5417, 2)
+
+
+def test_a_refund_in_another_currency_than_its_order_is_rejected() -> None:
+    record = CustomerRecord("c1")
+    handle_purchase(record, purchase("o1", "100.00"), src(5), FX_RULES)
+    outcome = handle_refund(record, euro_refund("o1", "10.00", day=2), src(6), FX_RULES)
+    assert (outcome.status, outcome.reason) == (REJECTED, "currency_mismatch")
+    assert outcome.detail == "refund in EUR of order o1 paid in USD"
+    assert (record.revenue_cents, record.refunds) == (10000, 0)
+
+
+def test_a_currency_without_a_rate_is_rejected_never_counted_one_to_one() -> None:
+    record = CustomerRecord("c1")
+    pounds = purchase("o1", "5.00").model_copy(update={"currency": "GBP"})
+    unknown = handle_purchase(record, pounds, src(1), FX_RULES)
+    assert (unknown.status, unknown.reason) == (REJECTED, "unknown_currency")
+    assert unknown.detail == "no rate at all for currency GBP into USD (event date 2026-03-01)"
+    too_early = euro_purchase("o1", "5.00").model_copy(
+        update={"occurred_at": dt.datetime(2026, 2, 28, 23, 59, 59, tzinfo=dt.UTC)}
+    )
+    missing = handle_purchase(record, too_early, src(2), FX_RULES)
+    assert (missing.status, missing.reason) == (REJECTED, "missing_rate")
+    assert missing.detail == "no EUR rate in force on 2026-02-28: its first rate is from 2026-03-01"
+    assert (record.orders, record.offsets) == (0, {})
+    # a refund that cannot be converted changes nothing either
+    handle_purchase(record, euro_purchase("o2", "5.00"), src(3), FX_RULES)
+    refund = euro_refund("o2", "5.00", day=2)
+    rejected = handle_refund(record, refund, src(4), CustomerRules(FxRates("USD")))
+    assert (rejected.reason, record.refunds, record.revenue_cents) == ("unknown_currency", 0, 550)
+
+
+def test_a_redelivered_purchase_is_answered_from_the_record_whatever_the_rates_now() -> None:
+    record = CustomerRecord("c1")
+    first = handle_purchase(record, euro_purchase("o1", "100.00"), src(5), FX_RULES)
+    # rejected for want of a rate, then a later purchase of the partition is applied
+    early = euro_purchase("o0", "20.00").model_copy(
+        update={"occurred_at": dt.datetime(2026, 2, 1, tzinfo=dt.UTC)}
+    )
+    assert handle_purchase(record, early, src(6), FX_RULES).reason == "missing_rate"
+    handle_purchase(record, euro_purchase("o2", "10.00", day=2), src(7), FX_RULES)
+    # redelivered after the rates changed: the same deltas, and the rejected one stays out
+    no_rates = CustomerRules(FxRates("USD"))
+    again = handle_purchase(record, euro_purchase("o1", "100.00"), src(5), no_rates)
+    assert (again.status, again.deltas) == (REDELIVERED, first.deltas)
+    every_day = CustomerRules(FxRates("USD", {"EUR": [(0, Decimal("1.00"))]}))
+    late = handle_purchase(record, early, src(6), every_day)
+    assert (late.status, late.deltas, late.messages) == (REDELIVERED, [], [])
+    assert (record.orders, record.revenue_cents) == (2, 11000 + 1100)
 
 
 def test_linked_visitor_is_used_for_attribution() -> None:

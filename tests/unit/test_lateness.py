@@ -9,6 +9,7 @@ import pytest
 from schemas.events import AdSpend, Purchase
 from stream.domain.channel import ChannelRecord, Source
 from stream.domain.customer import CustomerRecord, CustomerRules, handle_purchase
+from stream.domain.fx import FxRates
 from stream.domain.lateness import TOO_LATE, event_today, too_late
 from stream.domain.outcome import APPLIED, REDELIVERED
 from stream.domain.spend import handle_ad_spend
@@ -98,11 +99,11 @@ def test_ad_spend_applied_before_is_answered_from_state_however_late_it_is_now()
     )
     assert isinstance(spend, AdSpend)
     source = Source("ad-spend", 1, 3)
-    first = handle_ad_spend(record, spend, source, "USD")
+    first = handle_ad_spend(record, spend, source, FxRates("USD"))
     assert first.status == APPLIED
 
     assert too_late(record, source, spend.occurred_at, WATERMARK, HOUR) is None
-    again = handle_ad_spend(record, spend, source, "USD")
+    again = handle_ad_spend(record, spend, source, FxRates("USD"))
     assert (again.status, again.deltas) == (REDELIVERED, first.deltas)
     rejection = too_late(record, Source("ad-spend", 1, 4), spend.occurred_at, WATERMARK, HOUR)
     assert rejection is not None

@@ -23,6 +23,7 @@ from stream.domain.customer import (
     handle_purchase,
     handle_refund,
 )
+from stream.domain.fx import FxRates
 from stream.domain.outcome import Outcome
 from stream.domain.spend import handle_ad_spend
 from stream.domain.visitor import VisitorRecord, VisitorRules, handle_conversion, handle_touch
@@ -85,7 +86,7 @@ class Topology:
             return handle_conversion(visitor, *args)
         channel = self.channels.setdefault(key, ChannelRecord(key))
         if isinstance(value, AdSpend):
-            return handle_ad_spend(channel, value, source, "USD")
+            return handle_ad_spend(channel, value, source, FxRates("USD"))
         assert isinstance(value, ChannelDelta)
         channel.apply(value)
         return Outcome("applied")

@@ -48,6 +48,10 @@ REFERRAL = (
     '"referred_visitor_id": "v-9", "reward_cost": "5.00", "currency": "USD"}'
 )
 IDENTIFY = '{"type": "identify", ' + HEAD + ', "visitor_id": "v-2", "customer_id": "c-2"}'
+FX_RATE = (
+    '{"type": "fx_rate", ' + HEAD + ', "currency": "EUR", "rate": "1.0825", '
+    '"effective_date": "2026-03-01"}'
+)
 
 
 def line(text: str) -> bytes:
@@ -133,10 +137,11 @@ def test_a_non_ascii_key_is_utf8() -> None:
             f"over the {MAX_MESSAGE_BYTES} limit",
         ),
         (
-            with_fields(AD_CLICK, currency="EUR").encode(),
+            with_fields(FX_RATE, currency="USD").encode(),
             "currency",
-            "currency EUR is not the reporting currency USD",
+            "USD is the reporting currency; it always converts at 1",
         ),
+        (with_fields(FX_RATE, rate="0").encode(), "rate", "greater than 0"),
     ],
 )
 def test_each_kind_of_bad_line_names_its_field(raw: bytes, field: str, message: str) -> None:
@@ -160,10 +165,16 @@ def test_the_size_limit_is_the_workers() -> None:
     ]
 
 
-def test_wrong_currency_is_only_checked_when_a_reporting_currency_is_given() -> None:
+def test_other_currencies_are_left_to_the_worker_which_knows_the_rates() -> None:
     euro = with_fields(AD_CLICK, currency="EUR").encode()
-    assert isinstance(check_line(euro, 1), Record)
-    assert check_line(euro, 1, reporting_currency="EUR") == Record(1, "ad-clicks", b"v-1", euro)
+    assert check_line(euro, 1, reporting_currency="USD") == Record(1, "ad-clicks", b"v-1", euro)
+    rate = FX_RATE.encode()
+    assert check_line(rate, 2, "t.", reporting_currency="USD") == Record(
+        2, "t.fx-rates", b"EUR", rate
+    )
+    # a rate for the reporting currency is only judged when one is given
+    assert isinstance(check_line(rate, 1, reporting_currency="EUR"), list)
+    assert isinstance(check_line(rate, 1), Record)
 
 
 def test_every_defect_of_a_line_is_reported() -> None:

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import json
+from decimal import Decimal
 
 from schemas.events import AdClick, AdSpend
 from stream.domain.channel import (
@@ -14,7 +15,8 @@ from stream.domain.channel import (
     blocks_json,
     header_json,
 )
-from stream.domain.outcome import APPLIED, DUPLICATE, REDELIVERED
+from stream.domain.fx import FxRates
+from stream.domain.outcome import APPLIED, DUPLICATE, REDELIVERED, REJECTED
 from stream.domain.spend import handle_ad_spend, spread_over_days
 from stream.domain.timeline import day_of_date
 from stream.domain.visitor import (
@@ -26,7 +28,8 @@ from stream.domain.visitor import (
 )
 from tests.unit.events import event
 
-RULES = VisitorRules("USD", 30, half_life_days=1 / 24)  # 1 hour: simple time-decay fractions
+RULES = VisitorRules(FxRates("USD"), 30, half_life_days=1 / 24)  # 1 hour: simple decay fractions
+USD_ONLY = FxRates("USD")
 M = 1_000_000
 DAY1 = day_of_date(dt.date(2026, 3, 1))
 T = int(dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC).timestamp())
@@ -132,7 +135,8 @@ def test_a_touch_arriving_after_the_conversion_attributes_it_again() -> None:
     after = handle_touch(record, click("display", 13), Source("ad-clicks", 0, 2), RULES)
     same = handle_touch(record, click("search", 9), Source("ad-clicks", 0, 3), RULES)
     assert (after.messages, same.messages) == ([], [])
-    late = handle_touch(record, click("social", 11), Source("ad-clicks", 0, 4), RULES)
+    social = click("social", 11)
+    late = handle_touch(record, social, Source("ad-clicks", 0, 4), RULES)
     [message] = late.messages
     # touches: search 8:00, search 9:00, social 11:00; purchase at 12:00
     assert message.value["weights"] == {
@@ -144,7 +148,7 @@ def test_a_touch_arriving_after_the_conversion_attributes_it_again() -> None:
         "time_decay": {"search": 272_727, "social": 727_273},
     }
     # redelivered, the late touch sends its spend and the current attribution again
-    again = handle_touch(record, click("social", 11), Source("ad-clicks", 0, 4), RULES)
+    again = handle_touch(record, social, Source("ad-clicks", 0, 4), RULES)
     assert (again.status, again.messages) == (REDELIVERED, late.messages)
     assert again.deltas == late.deltas
     assert [d.channel for d in again.deltas] == ["social", "all", "paid"]
@@ -239,10 +243,10 @@ def spend(
 
 
 def test_spend_is_spread_over_the_days_of_its_period() -> None:
-    assert spread_over_days(spend("70.00", "2026-03-01", "2026-03-07")) == {
+    assert spread_over_days(spend("70.00", "2026-03-01", "2026-03-07"), 7000) == {
         DAY1 + i: 1000 for i in range(7)
     }
-    assert spread_over_days(spend("0.10", "2026-03-01", "2026-03-03")) == {
+    assert spread_over_days(spend("0.10", "2026-03-01", "2026-03-03"), 10) == {
         DAY1: 4,
         DAY1 + 1: 3,
         DAY1 + 2: 3,
@@ -252,13 +256,13 @@ def test_spend_is_spread_over_the_days_of_its_period() -> None:
 def test_ad_spend_applies_once_and_forwards_to_all_and_paid() -> None:
     record = ChannelRecord("search")
     ev = spend("30.00", "2026-03-01", "2026-03-03")
-    outcome = handle_ad_spend(record, ev, Source("ad-spend", 0, 4), "USD")
+    outcome = handle_ad_spend(record, ev, Source("ad-spend", 0, 4), USD_ONLY)
     assert outcome.status == APPLIED
     agency = {DAY1 + i: Bucket({"spend:agency": 1000}) for i in range(3)}
     assert record.buckets == agency
     assert [(d.channel, d.buckets) for d in outcome.deltas] == [("all", agency), ("paid", agency)]
-    assert handle_ad_spend(record, ev, Source("ad-spend", 0, 5), "USD").status == DUPLICATE
-    redelivered = handle_ad_spend(record, ev, Source("ad-spend", 0, 4), "USD")
+    assert handle_ad_spend(record, ev, Source("ad-spend", 0, 5), USD_ONLY).status == DUPLICATE
+    redelivered = handle_ad_spend(record, ev, Source("ad-spend", 0, 4), USD_ONLY)
     assert (redelivered.status, redelivered.deltas) == (REDELIVERED, outcome.deltas)
     assert sum(b.spend_cents for b in record.buckets.values()) == 3000
 
@@ -266,7 +270,7 @@ def test_ad_spend_applies_once_and_forwards_to_all_and_paid() -> None:
 def test_spend_on_direct_is_not_paid_spend() -> None:
     record = ChannelRecord("direct")
     ev = spend("30.00", "2026-03-01", "2026-03-03", channel="direct")
-    outcome = handle_ad_spend(record, ev, Source("ad-spend", 0, 4), "USD")
+    outcome = handle_ad_spend(record, ev, Source("ad-spend", 0, 4), USD_ONLY)
     agency = {DAY1 + i: Bucket({"spend:agency": 1000}) for i in range(3)}
     assert record.buckets == agency
     assert [(d.channel, d.buckets) for d in outcome.deltas] == [("all", agency)]
@@ -294,3 +298,75 @@ def test_a_record_is_stored_as_a_header_and_blocks_of_days() -> None:
     blocks = [b for b in blocks_json(record, [31, 32, 70]).values() if b is not None]
     assert assemble(header, blocks) == record
     assert block_key("search", 63) == "search#1"
+
+
+# EUR is worth 1.10 USD from 1 March 2026.
+EURO = FxRates("USD", {"EUR": [(DAY1, Decimal("1.10"))]})
+
+
+def test_click_and_referral_costs_in_another_currency_are_spend_at_the_rate_of_their_day() -> None:
+    record = VisitorRecord("v1")
+    rules = VisitorRules(EURO, 30)
+    euro_click = click("search", 9, cost="1.25").model_copy(update={"currency": "EUR"})  # type: ignore[attr-defined]
+    outcome = handle_touch(record, euro_click, Source("ad-clicks", 0, 3), rules)
+    # 1.25 EUR x 1.10 = 1.375 USD: half-even to 1.38
+    media = {DAY1: Bucket({"spend:media": 138})}
+    assert {d.channel: d.buckets for d in outcome.deltas} == {
+        "search": media,
+        "all": media,
+        "paid": media,
+    }
+    referral = event(
+        "referral",
+        "2026-03-01T11:00:00Z",
+        referrer_customer_id="c0",
+        referred_visitor_id="v1",
+        reward_cost="5.00",
+        currency="EUR",
+    )
+    rewarded = handle_touch(record, referral, Source("referrals", 0, 4), rules)
+    assert rewarded.deltas[0].buckets == {DAY1: Bucket({"spend:media": 550})}
+    assert [s.cost_cents for s in record.touches] == [138, 550]
+
+
+def test_a_touch_without_a_rate_is_rejected_and_a_redelivered_one_keeps_its_cost() -> None:
+    record = VisitorRecord("v1")
+    pounds = click("search", 9).model_copy(update={"currency": "GBP"})  # type: ignore[attr-defined]
+    rejected = handle_touch(record, pounds, Source("ad-clicks", 0, 1), VisitorRules(EURO))
+    assert (rejected.status, rejected.reason) == (REJECTED, "unknown_currency")
+    assert "GBP" in rejected.detail and "2026-03-01" in rejected.detail
+    euros = click("social", 10, cost="2.00").model_copy(update={"currency": "EUR"})  # type: ignore[attr-defined]
+    applied = handle_touch(record, euros, Source("ad-clicks", 0, 2), VisitorRules(EURO))
+    assert applied.deltas[0].buckets == {DAY1: Bucket({"spend:media": 220})}
+    # redelivered with the rates gone: the stored cost, and nothing for the rejected one
+    again = handle_touch(record, euros, Source("ad-clicks", 0, 2), VisitorRules(FxRates("USD")))
+    assert (again.status, again.deltas) == (REDELIVERED, applied.deltas)
+    late = handle_touch(record, pounds, Source("ad-clicks", 0, 1), RULES)
+    assert (late.status, late.deltas) == (REDELIVERED, [])
+    assert [s.touch.channel for s in record.touches] == ["social"]
+
+
+def test_spend_in_another_currency_is_converted_at_its_day_then_spread() -> None:
+    record = ChannelRecord("search")
+    euros = spend("10.00", "2026-03-01", "2026-03-03").model_copy(update={"currency": "EUR"})
+    outcome = handle_ad_spend(record, euros, Source("ad-spend", 0, 4), EURO)
+    assert outcome.status == APPLIED
+    # 10.00 EUR x 1.10 = 11.00 USD over three days, the first takes the odd cent
+    expected = {DAY1: Bucket({"spend:agency": 367}), DAY1 + 1: Bucket({"spend:agency": 367})}
+    expected[DAY1 + 2] = Bucket({"spend:agency": 366})
+    assert record.buckets == expected
+    assert outcome.deltas[0].buckets == expected
+
+
+def test_spend_without_a_rate_on_its_day_is_rejected_and_changes_nothing() -> None:
+    record = ChannelRecord("search")
+    early = spend("10.00", "2026-02-01", "2026-02-02").model_copy(
+        update={
+            "currency": "EUR",
+            "occurred_at": dt.datetime(2026, 2, 28, 12, tzinfo=dt.UTC),
+        }
+    )
+    outcome = handle_ad_spend(record, early, Source("ad-spend", 0, 4), EURO)
+    assert (outcome.status, outcome.reason) == (REJECTED, "missing_rate")
+    assert outcome.detail == "no EUR rate in force on 2026-02-28: its first rate is from 2026-03-01"
+    assert record == ChannelRecord("search")

@@ -1,0 +1,31 @@
+"""Exchange rates from the fx-rates topic into the global table every worker reads."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from schemas.events import FxRate
+from schemas.topics import FX_RATES
+from stream.agents.common import publish, register_agent, reject
+from stream.domain.fx import handle_fx_rate
+from stream.domain.ingest import Rejection, validate
+from stream.domain.outcome import APPLIED
+
+if TYPE_CHECKING:
+    from stream.app import Runtime
+
+
+def register(runtime: Runtime) -> None:
+    register_agent(runtime, "fx-in", "fx_rates", handle)
+
+
+async def handle(runtime: Runtime, message: Any) -> None:
+    event = validate(FX_RATES, message.key, message.value)
+    if isinstance(event, Rejection):
+        return await reject(runtime, message, event)
+    assert isinstance(event, FxRate)  # the fx-rates contract carries only these
+    stored = runtime.fx_table.get(event.currency)
+    outcome, rates = handle_fx_rate(stored, event, runtime.settings.reporting_currency)
+    if outcome.status == APPLIED:
+        runtime.fx_table[event.currency] = rates
+    await publish(runtime, message, outcome)
