@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from schemas import topics as contract
 from stream.config import Settings
-from stream.domain.channel import ChannelRecord, assemble
+from stream.domain.channel import ChannelRecord
 from stream.domain.customer import CustomerRules
 from stream.domain.figures import ChannelFigures, LtvParams, channel_figures
 from stream.domain.fx import FxRates, RateBook, fx_rates, table_book
@@ -218,15 +218,7 @@ class Runtime:
 
     def channel_records(self) -> list[ChannelRecord]:
         """The channels this worker exports: those in its owned, recovered partitions."""
-        headers: dict[str, Any] = {}
-        blocks: dict[str, list[Any]] = {}
-        for key, value in self.channels.owned_items():
-            channel, block, _ = key.partition("#")
-            if block:
-                blocks.setdefault(channel, []).append(value)
-            else:
-                headers[key] = value
-        return [assemble(header, blocks.get(name, [])) for name, header in headers.items()]
+        return [ChannelRecord.from_json(value) for _, value in self.channels.owned_items()]
 
     def shared_watermark(self) -> int:
         """The newest event time any worker has shared (``share_watermark``)."""

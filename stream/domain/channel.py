@@ -7,7 +7,6 @@ enough to ignore redelivered ones.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -191,37 +190,3 @@ class ChannelRecord:
             watermark=data["watermark"],
             spend_event_ids=dict(data["spend_event_ids"]),
         )
-
-
-# Storage: a channel's record is kept as a header (everything but the buckets) under the
-# channel's name and its buckets in blocks of BLOCK_DAYS days under ``{channel}#{block}``,
-# so that a change writes the header and the blocks it touched, not the whole history.
-BLOCK_DAYS = 32
-
-
-def block_key(channel: str, day: int) -> str:
-    return f"{channel}#{day // BLOCK_DAYS}"
-
-
-def header_json(record: ChannelRecord) -> dict[str, Any]:
-    """The record without its buckets."""
-    return {**record.to_json(), "buckets": {}}
-
-
-def blocks_json(record: ChannelRecord, days: Iterable[int]) -> dict[str, dict[str, Any] | None]:
-    """The stored blocks holding ``days``: their buckets, or None for an emptied block."""
-    touched = {block_key(record.channel, day) for day in days}
-    blocks: dict[str, dict[str, Any] | None] = dict.fromkeys(touched)
-    for day, bucket in record.buckets.items():
-        key = block_key(record.channel, day)
-        if key in blocks:
-            blocks[key] = {**(blocks[key] or {}), str(day): bucket.to_json()}
-    return blocks
-
-
-def assemble(header: dict[str, Any], blocks: Iterable[dict[str, Any]]) -> ChannelRecord:
-    """A record from its stored header and blocks."""
-    buckets: dict[str, Any] = {}
-    for block in blocks:
-        buckets.update(block)
-    return ChannelRecord.from_json({**header, "buckets": buckets})

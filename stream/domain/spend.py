@@ -10,11 +10,6 @@ from stream.domain.outcome import APPLIED, DUPLICATE, REDELIVERED, Outcome, spen
 from stream.domain.timeline import day_of, day_of_date, epoch_seconds
 
 
-def period_days(event: AdSpend) -> list[int]:
-    """The day numbers of the spend's period."""
-    return list(range(day_of_date(event.period_start), day_of_date(event.period_end) + 1))
-
-
 def spread_over_days(event: AdSpend, cents: int) -> dict[int, int]:
     """``cents`` per day of the period; earlier days take the odd cents."""
     first = day_of_date(event.period_start)

@@ -10,10 +10,6 @@ from stream.domain.channel import (
     ChannelDelta,
     ChannelRecord,
     Source,
-    assemble,
-    block_key,
-    blocks_json,
-    header_json,
 )
 from stream.domain.fx import FxRates
 from stream.domain.outcome import APPLIED, DUPLICATE, REDELIVERED, REJECTED
@@ -274,30 +270,6 @@ def test_spend_on_direct_is_not_paid_spend() -> None:
     agency = {DAY1 + i: Bucket({"spend:agency": 1000}) for i in range(3)}
     assert record.buckets == agency
     assert [(d.channel, d.buckets) for d in outcome.deltas] == [("all", agency)]
-
-
-def test_a_record_is_stored_as_a_header_and_blocks_of_days() -> None:
-    record = ChannelRecord(
-        "search",
-        buckets={
-            31: Bucket({"spend:media": 1}),
-            32: Bucket({"spend:media": 2}),
-            70: Bucket({"orders:linear": 3}),
-        },
-        watermark=70 * 86_400,
-    )
-    header = header_json(record)
-    assert header["buckets"] == {} and header["watermark"] == 70 * 86_400
-    # blocks of 32 days: days 0-31, 32-63 and 64-95
-    assert blocks_json(record, [31, 32, 70, 100]) == {
-        "search#0": {"31": {"spend:media": 1}},
-        "search#1": {"32": {"spend:media": 2}},
-        "search#2": {"70": {"orders:linear": 3}},
-        "search#3": None,  # nothing left in it: the stored block is removed
-    }
-    blocks = [b for b in blocks_json(record, [31, 32, 70]).values() if b is not None]
-    assert assemble(header, blocks) == record
-    assert block_key("search", 63) == "search#1"
 
 
 # EUR is worth 1.10 USD from 1 March 2026.
