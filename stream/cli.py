@@ -16,6 +16,7 @@ from stream import replay
 from stream.config import Settings
 from stream.domain.fx import RateBook, RatesFileError, parse_rates_file
 from stream.errors import ConfigurationError, LtvCacError
+from stream.kafka_admin import client_options
 
 
 def _settings() -> Settings:
@@ -257,7 +258,7 @@ async def _start_producer(settings: Settings, timeout: float) -> Any:
     idempotent, backoff = True, 0.25
     while True:
         producer = AIOKafkaProducer(
-            **_kafka_client_options(settings), acks="all", enable_idempotence=idempotent
+            **client_options(settings), acks="all", enable_idempotence=idempotent
         )
         try:
             await asyncio.wait_for(producer.start(), max(deadline - loop.time(), 0.01))
@@ -286,22 +287,6 @@ async def _start_producer(settings: Settings, timeout: float) -> Any:
                 file=sys.stderr,
             )
             idempotent = False
-
-
-def _kafka_client_options(settings: Settings) -> dict[str, Any]:
-    options: dict[str, Any] = {
-        "bootstrap_servers": settings.kafka_bootstrap_servers,
-        "security_protocol": settings.kafka_security_protocol,
-    }
-    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
-        import ssl
-
-        options["ssl_context"] = ssl.create_default_context(cafile=settings.kafka_ssl_cafile)
-    if settings.kafka_sasl_mechanism:
-        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
-        options["sasl_plain_username"] = settings.kafka_sasl_username
-        options["sasl_plain_password"] = settings.kafka_sasl_password
-    return options
 
 
 def _describe(error: BaseException | None) -> str:
