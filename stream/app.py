@@ -29,7 +29,27 @@ from stream.transport import Transport
 log = logging.getLogger(__name__)
 
 
-class OwnedTable(Table[str, Any]):
+class BatchWrites:
+    """Lets an agent write a key after its batch of events, in the changelog partition of
+    the event that changed it: Faust takes that partition from the event being iterated,
+    and a batch's events are iterated in the background (``Stream.take_events``)."""
+
+    _write_partition: int | None = None
+
+    def write(self, key: str, value: Any, partition: int) -> None:
+        self._write_partition = partition
+        try:
+            self[key] = value  # type: ignore[index]
+        finally:
+            self._write_partition = None
+
+    def partition_for_key(self, key: Any) -> int | None:
+        if self._write_partition is not None and not self.use_partitioner:  # type: ignore[attr-defined]
+            return self._write_partition
+        return super().partition_for_key(key)  # type: ignore[misc, no-any-return]
+
+
+class OwnedTable(BatchWrites, Table[str, Any]):
     """A table that knows which changelog partition holds each key, and which of its
     partitions this worker owns with their recovery complete.
 
@@ -141,7 +161,7 @@ class OwnedTable(Table[str, Any]):
         self._ready = set(actives)  # a copy: revokes shrink it in place
 
 
-class SharedTable(GlobalTable):
+class SharedTable(BatchWrites, GlobalTable):
     """A global table every worker reads completely, whichever worker wrote a key.
 
     Faust's memory store would forget on each recovery the keys of partitions that are
@@ -192,6 +212,9 @@ class Runtime:
     ltv_params: LtvParams
     watermark: int = 0  # the newest event time this worker knows, seconds since the epoch
     _fx: tuple[int, FxRates] | None = field(default=None, init=False)
+    # channel -> (the stored value it was computed from, today, figures): a stored value is
+    # replaced, never changed in place, so figures are computed once per change and day
+    _figures: dict[str, tuple[Any, int, ChannelFigures]] = field(default_factory=dict, init=False)
 
     @property
     def fx(self) -> FxRates:
@@ -216,9 +239,10 @@ class Runtime:
             self.settings.attribution_model,
         )
 
-    def channel_records(self) -> list[ChannelRecord]:
-        """The channels this worker exports: those in its owned, recovered partitions."""
-        return [ChannelRecord.from_json(value) for _, value in self.channels.owned_items()]
+    def _stored_channels(self) -> list[tuple[str, Any]]:
+        """The stored records of the channels this worker exports: those in its owned,
+        recovered partitions."""
+        return sorted(self.channels.owned_items())
 
     def shared_watermark(self) -> int:
         """The newest event time any worker has shared (``share_watermark``)."""
@@ -230,46 +254,52 @@ class Runtime:
         self.watermark = max(self.watermark, *event_times)
         return self.watermark
 
-    def today(self, records: Iterable[ChannelRecord]) -> int:
+    def today(self, watermarks: Iterable[int]) -> int:
         """The deployment's event-time "today": the day of the watermark less the allowed
         lateness, so that each worker computes every window from the same day as a single
-        worker would, and consistently with the events it judges too late."""
-        newest = (record.watermark for record in records)
-        watermark = self.advance_watermark(self.shared_watermark(), *newest)
+        worker would, and consistently with the events it judges too late.
+        ``watermarks``: of this worker's channel records."""
+        watermark = self.advance_watermark(self.shared_watermark(), *watermarks)
         return event_today(watermark, self.settings.allowed_lateness_seconds)
 
     def figures(self) -> list[ChannelFigures]:
         """The figures of every channel this worker exports; a channel whose every
         attribution was retracted (all buckets empty) is not exported."""
-        records = self.channel_records()
-        today = self.today(records)
-        return [
-            channel_figures(
-                record,
-                today,
-                self.settings.windows,
-                self.settings.ltv_methods,
-                self.ltv_params,
-                campaign_top=self.settings.campaign_top_n,
-            )
-            for record in sorted(records, key=lambda r: r.channel)
-            if record.buckets
-        ]
+        stored = self._stored_channels()
+        today = self.today(ChannelRecord.stored_watermark(value) for _, value in stored)
+        result = []
+        for channel, value in stored:
+            if ChannelRecord.stored_is_empty(value):
+                continue
+            cached = self._figures.get(channel)
+            if cached is None or cached[0] is not value or cached[1] != today:
+                figures = channel_figures(
+                    ChannelRecord.from_json(value),
+                    today,
+                    self.settings.windows,
+                    self.settings.ltv_methods,
+                    self.ltv_params,
+                    campaign_top=self.settings.campaign_top_n,
+                )
+                cached = self._figures[channel] = (value, today, figures)
+            result.append(cached[2])
+        return result
 
     def retired_channels(self) -> list[str]:
         """Channels held here that are not exported any more (every bucket retracted)."""
-        return sorted(record.channel for record in self.channel_records() if not record.buckets)
+        stored = self._stored_channels()
+        return [channel for channel, value in stored if ChannelRecord.stored_is_empty(value)]
 
     async def share_watermark(self) -> None:
         """Learn what the other workers shared, and share the newest event time of this
         worker's channels when it is newer than anything shared so far: at most one write
         per tick, by the worker ahead of the others, and none while no event is newer."""
-        records = self.channel_records()
+        watermarks = {c: ChannelRecord.stored_watermark(v) for c, v in self._stored_channels()}
         shared = self.shared_watermark()
-        self.advance_watermark(shared, *(record.watermark for record in records))
-        newest = max(records, key=lambda record: record.watermark, default=None)
-        if newest is not None and newest.watermark > shared:
-            self.watermarks[newest.channel] = newest.watermark
+        self.advance_watermark(shared, *watermarks.values())
+        newest = max(watermarks, key=lambda channel: watermarks[channel], default=None)
+        if newest is not None and watermarks[newest] > shared:
+            self.watermarks[newest] = watermarks[newest]
 
     async def send(self, logical_topic: str, key: str, value: dict[str, Any]) -> None:
         await self.topics[logical_topic].send(key=key.encode(), value=json.dumps(value).encode())

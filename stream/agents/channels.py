@@ -8,8 +8,8 @@ from schemas.events import AdSpend
 from schemas.topics import AD_SPEND
 from stream.agents.common import (
     INTERNAL_ERRORS,
+    Records,
     internal_json,
-    load,
     logical_topic,
     publish,
     register_agent,
@@ -27,17 +27,21 @@ if TYPE_CHECKING:
 
 
 def register(runtime: Runtime) -> None:
-    register_agent(runtime, "channels-in", "channels", handle)
+    register_agent(runtime, "channels-in", "channels", handle, lambda: records(runtime))
 
 
-async def handle(runtime: Runtime, message: Any) -> None:
+def records(runtime: Runtime) -> Records[ChannelRecord]:
+    return Records(runtime.channels, ChannelRecord, ChannelRecord.from_json, ChannelRecord.to_json)
+
+
+async def handle(runtime: Runtime, message: Any, channels: Records[ChannelRecord]) -> None:
     source = source_of(message)
     if logical_topic(runtime, message.topic) == AD_SPEND.name:
         event = validate(AD_SPEND, message.key, message.value)
         if isinstance(event, Rejection):
             return await reject(runtime, message, event)
         assert isinstance(event, AdSpend)
-        record = _load(runtime, event.channel)
+        record = channels.get(event.channel)
         if late := too_late(runtime, record, source, event.occurred_at):
             return await reject(runtime, message, late)
         outcome = handle_ad_spend(record, event, source, runtime.fx)
@@ -49,15 +53,9 @@ async def handle(runtime: Runtime, message: Any) -> None:
             delta = ChannelDelta.from_json(update)
         except INTERNAL_ERRORS as error:
             return await reject(runtime, message, Rejection("invalid_internal", repr(error)))
-        record = _load(runtime, delta.channel)
+        record = channels.get(delta.channel)
         outcome = Outcome(APPLIED if record.apply(delta) else REDELIVERED)
     if outcome.changed_state:
-        # One table entry per channel: the change and the offsets it applied are written
-        # together, so a crash can never keep one without the other.
-        runtime.channels[record.channel] = record.to_json()
+        channels.changed(record.channel, message)
         runtime.advance_watermark(record.watermark)
     await publish(runtime, message, outcome)
-
-
-def _load(runtime: Runtime, key: str) -> ChannelRecord:
-    return load(runtime.channels, key, ChannelRecord, ChannelRecord.from_json)

@@ -6,7 +6,7 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from schemas.topics import DEAD_LETTERS
 from stream.domain import lateness
@@ -22,20 +22,93 @@ Handler = Callable[["Runtime", Any], Awaitable[None]]
 R = TypeVar("R")
 
 
-def register_agent(runtime: Runtime, topic: str, name: str, handle: Handler) -> None:
-    """A table-writing agent: one event at a time (``concurrency=1``) so that offsets
-    are never committed past an event that is still being applied."""
+# A batch ends when it holds this many events or this long after the previous one ended.
+BATCH_MAX_EVENTS = 500
+BATCH_WITHIN_SECONDS = 0.05
+
+
+class Records(Generic[R]):
+    """One table's records during a batch of events: each key is decoded from the table
+    at most once and, if changed, encoded and written back once when the batch ends.
+
+    A record is one table entry whatever its size (a channel's holds its whole history),
+    so the change and the source offsets it applied always reach the changelog together;
+    writing it once per batch instead of once per event is what keeps that affordable.
+    """
+
+    def __init__(
+        self,
+        table: Any,
+        new: Callable[[str], R],
+        from_json: Callable[[Any], R],
+        to_json: Callable[[R], Any],
+    ) -> None:
+        self._table = table
+        self._new = new
+        self._from_json = from_json
+        self._to_json = to_json
+        self._loaded: dict[str, R] = {}
+        self._changed: dict[str, int] = {}  # key -> partition of the event that changed it
+
+    def get(self, key: str) -> R:
+        """The record of ``key`` as this batch left it, or a new empty one."""
+        record = self._loaded.get(key)
+        if record is None:
+            stored = self._table.get(key)
+            record = self._new(key) if stored is None else self._from_json(stored)
+            self._loaded[key] = record
+        return record
+
+    def changed(self, key: str, message: Any) -> None:
+        """``message`` changed ``key``'s record: write it, in the changelog partition of
+        ``message`` (the partition of its key), when the batch ends."""
+        self._changed[key] = message.partition
+
+    def write(self) -> None:
+        for key, partition in sorted(self._changed.items()):
+            self._table.write(key, self._to_json(self._loaded[key]), partition)
+        self._changed.clear()
+
+
+BatchHandler = Callable[["Runtime", Any, Records[Any]], Awaitable[None]]
+
+
+def register_agent(
+    runtime: Runtime,
+    topic: str,
+    name: str,
+    handle: BatchHandler,
+    records: Callable[[], Records[Any]],
+) -> None:
+    """A table-writing agent: one batch at a time (``concurrency=1``), whose events are
+    acknowledged only after the batch has written its records, so offsets are never
+    committed past an event whose change is not in the changelog yet (Faust flushes the
+    producer before it commits)."""
 
     @runtime.app.agent(runtime.topics[topic], name=name, concurrency=1)
     async def agent(stream: Any) -> None:
-        async for event in stream.events():
-            await handle(runtime, event.message)
+        async for events in stream.take_events(BATCH_MAX_EVENTS, BATCH_WITHIN_SECONDS):
+            batch = records()
+            for event in events:
+                await handle_safely(runtime, event.message, handle, batch)
+            batch.write()
 
 
-def load(table: Any, key: str, new: Callable[[str], R], from_json: Callable[[Any], R]) -> R:
-    """The stored record of ``key``, or a new empty one."""
-    stored = table.get(key)
-    return new(key) if stored is None else from_json(stored)
+async def handle_safely(
+    runtime: Runtime, message: Any, handle: BatchHandler, batch: Records[Any]
+) -> None:
+    """Handle one message; an error the handlers did not foresee is a dead letter with
+    reason ``internal_error`` (and a logged traceback), never a crashed worker."""
+    try:
+        await handle(runtime, message, batch)
+    except Exception as error:
+        log.exception(
+            "internal error topic=%s partition=%d offset=%d",
+            logical_topic(runtime, message.topic),
+            message.partition,
+            message.offset,
+        )
+        await reject(runtime, message, Rejection("internal_error", repr(error)))
 
 
 def too_late(

@@ -8,8 +8,8 @@ from schemas.events import Purchase, Refund
 from schemas.topics import PURCHASES
 from stream.agents.common import (
     INTERNAL_ERRORS,
+    Records,
     internal_json,
-    load,
     logical_topic,
     publish,
     register_agent,
@@ -32,17 +32,23 @@ if TYPE_CHECKING:
 
 
 def register(runtime: Runtime) -> None:
-    register_agent(runtime, "customers-in", "customers", handle)
+    register_agent(runtime, "customers-in", "customers", handle, lambda: records(runtime))
 
 
-async def handle(runtime: Runtime, message: Any) -> None:
+def records(runtime: Runtime) -> Records[CustomerRecord]:
+    return Records(
+        runtime.customers, CustomerRecord, CustomerRecord.from_json, CustomerRecord.to_json
+    )
+
+
+async def handle(runtime: Runtime, message: Any, customers: Records[CustomerRecord]) -> None:
     source = source_of(message)
     if logical_topic(runtime, message.topic) == PURCHASES.name:
         event = validate(PURCHASES, message.key, message.value)
         if isinstance(event, Rejection):
             return await reject(runtime, message, event)
         assert isinstance(event, Purchase | Refund)  # the purchases contract carries only these
-        record = _load(runtime, event.customer_id)
+        record = customers.get(event.customer_id)
         if late := too_late(runtime, record, source, event.occurred_at):
             return await reject(runtime, message, late)
         if isinstance(event, Purchase):
@@ -54,7 +60,7 @@ async def handle(runtime: Runtime, message: Any) -> None:
         if isinstance(update, Rejection):
             return await reject(runtime, message, update)
         try:
-            record = _load(runtime, update["customer_id"])
+            record = customers.get(update["customer_id"])
             if update["type"] == "attribution":
                 outcome = handle_attribution(
                     record,
@@ -69,10 +75,6 @@ async def handle(runtime: Runtime, message: Any) -> None:
         except INTERNAL_ERRORS as error:
             return await reject(runtime, message, Rejection("invalid_internal", repr(error)))
     if outcome.changed_state:
-        runtime.customers[record.customer_id] = record.to_json()
+        customers.changed(record.customer_id, message)
         runtime.projection.customer_changed(record)
     await publish(runtime, message, outcome)
-
-
-def _load(runtime: Runtime, key: str) -> CustomerRecord:
-    return load(runtime.customers, key, CustomerRecord, CustomerRecord.from_json)

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 from schemas.events import FxRate
 from schemas.topics import FX_RATES
-from stream.agents.common import publish, register_agent, reject
-from stream.domain.fx import handle_fx_rate
+from stream.agents.common import Records, publish, register_agent, reject
+from stream.domain.fx import TableValue, handle_fx_rate
 from stream.domain.ingest import Rejection, validate
 from stream.domain.outcome import APPLIED
 
@@ -16,16 +16,22 @@ if TYPE_CHECKING:
 
 
 def register(runtime: Runtime) -> None:
-    register_agent(runtime, "fx-in", "fx_rates", handle)
+    register_agent(runtime, "fx-in", "fx_rates", handle, lambda: records(runtime))
 
 
-async def handle(runtime: Runtime, message: Any) -> None:
+def records(runtime: Runtime) -> Records[TableValue]:
+    """A currency's rates as stored: [[day, "rate"], ...], empty when it has none yet."""
+    return Records(runtime.fx_table, lambda _: [], list, list)
+
+
+async def handle(runtime: Runtime, message: Any, rates: Records[TableValue]) -> None:
     event = validate(FX_RATES, message.key, message.value)
     if isinstance(event, Rejection):
         return await reject(runtime, message, event)
     assert isinstance(event, FxRate)  # the fx-rates contract carries only these
-    stored = runtime.fx_table.get(event.currency)
-    outcome, rates = handle_fx_rate(stored, event, runtime.settings.reporting_currency)
+    stored = rates.get(event.currency)
+    outcome, updated = handle_fx_rate(stored, event, runtime.settings.reporting_currency)
     if outcome.status == APPLIED:
-        runtime.fx_table[event.currency] = rates
+        stored[:] = updated
+        rates.changed(event.currency, message)
     await publish(runtime, message, outcome)

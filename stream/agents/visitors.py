@@ -8,8 +8,8 @@ from schemas.events import AdClick, Identify, Referral
 from schemas.topics import AD_CLICKS, IDENTITIES, REFERRALS
 from stream.agents.common import (
     INTERNAL_ERRORS,
+    Records,
     internal_json,
-    load,
     logical_topic,
     publish,
     register_agent,
@@ -33,10 +33,14 @@ CONTRACTS = {contract.name: contract for contract in (AD_CLICKS, REFERRALS, IDEN
 
 
 def register(runtime: Runtime) -> None:
-    register_agent(runtime, "visitors-in", "visitors", handle)
+    register_agent(runtime, "visitors-in", "visitors", handle, lambda: records(runtime))
 
 
-async def handle(runtime: Runtime, message: Any) -> None:
+def records(runtime: Runtime) -> Records[VisitorRecord]:
+    return Records(runtime.visitors, VisitorRecord, VisitorRecord.from_json, VisitorRecord.to_json)
+
+
+async def handle(runtime: Runtime, message: Any, visitors: Records[VisitorRecord]) -> None:
     source = source_of(message)
     contract = CONTRACTS.get(logical_topic(runtime, message.topic))
     outcome: Outcome
@@ -48,29 +52,25 @@ async def handle(runtime: Runtime, message: Any) -> None:
             visitor_id = (
                 event.visitor_id if isinstance(event, AdClick) else event.referred_visitor_id
             )
-            record = _load(runtime, visitor_id)
+            record = visitors.get(visitor_id)
             if late := too_late(runtime, record, source, event.occurred_at):
                 return await reject(runtime, message, late)
             outcome = handle_touch(record, event, source, runtime.visitor_rules)
         else:
             assert isinstance(event, Identify)  # no money and no day: never too late
-            record = _load(runtime, event.visitor_id)
+            record = visitors.get(event.visitor_id)
             outcome = handle_identify(record, event, source)
     else:
         update = internal_json(message)
         if isinstance(update, Rejection):
             return await reject(runtime, message, update)
         try:
-            record = _load(runtime, update["visitor_id"])
+            record = visitors.get(update["visitor_id"])
             outcome = handle_conversion(
                 record, update["customer_id"], update["converted_at"], source, runtime.visitor_rules
             )
         except INTERNAL_ERRORS as error:
             return await reject(runtime, message, Rejection("invalid_internal", repr(error)))
     if outcome.changed_state:
-        runtime.visitors[record.visitor_id] = record.to_json()
+        visitors.changed(record.visitor_id, message)
     await publish(runtime, message, outcome)
-
-
-def _load(runtime: Runtime, key: str) -> VisitorRecord:
-    return load(runtime.visitors, key, VisitorRecord, VisitorRecord.from_json)

@@ -181,6 +181,17 @@ class ChannelRecord:
             "spend_event_ids": self.spend_event_ids,
         }
 
+    @staticmethod
+    def stored_watermark(data: dict[str, Any]) -> int:
+        """The watermark of a stored record, without decoding the rest."""
+        watermark: int = data["watermark"]
+        return watermark
+
+    @staticmethod
+    def stored_is_empty(data: dict[str, Any]) -> bool:
+        """A stored record without buckets: every attribution was retracted."""
+        return not data["buckets"]
+
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ChannelRecord:
         return cls(

@@ -108,11 +108,19 @@ def now_day(records: Iterable[ChannelRecord], lateness_seconds: int) -> int:
     return day_of(max(watermark - lateness_seconds, 0))
 
 
-def _sum(buckets: Iterable[Bucket]) -> Bucket:
-    total = Bucket()
-    for bucket in buckets:
-        total.add(bucket)
-    return total
+TRAILING_YEAR = "365d"
+LIFETIME = "lifetime"
+
+
+def window_totals(record: ChannelRecord, today: int, windows: Iterable[str]) -> dict[str, Bucket]:
+    """The record's buckets summed over each window ending on ``today``, and over the
+    trailing year and the lifetime, which every LTV needs: one pass over the days."""
+    totals = {window: Bucket() for window in {*windows, TRAILING_YEAR, LIFETIME}}
+    for day, bucket in record.buckets.items():
+        for window, total in totals.items():
+            if in_window(day, today, window):
+                total.add(bucket)
+    return totals
 
 
 def _ratio(numerator: float, denominator: float, reason: str) -> Figure:
@@ -122,27 +130,26 @@ def _ratio(numerator: float, denominator: float, reason: str) -> Figure:
 def exposure_years(record: ChannelRecord, today: int, min_tenure_days: int, model: str) -> float:
     """Customer-years observed in the trailing year (weighted customers x capped tenure)."""
     total = 0.0
+    key = customers_key(model)
     for day, bucket in record.buckets.items():
-        if customers := bucket.get(customers_key(model)):
+        if customers := bucket.get(key):
             tenure = min(max(today - day + 1, min_tenure_days), 365)
             total += customers / WEIGHT_SCALE * tenure / 365
     return total
 
 
 def ltv_figures(
-    record: ChannelRecord, today: int, params: LtvParams, model: str
+    totals: dict[str, Bucket], exposure: float, params: LtvParams, model: str
 ) -> dict[str, Figure]:
-    """LTV per method, in currency units per customer."""
-    lifetime = _sum(record.buckets.values())
+    """LTV per method, in currency units per customer (``totals`` from ``window_totals``,
+    ``exposure`` from ``exposure_years``)."""
+    lifetime = totals[LIFETIME]
     customers = lifetime.get(customers_key(model)) / WEIGHT_SCALE
     profit = lifetime.get(profit_key(model))
     orders = lifetime.get(orders_key(model))
     historical = _ratio(profit / WEIGHT_SCALE / 100, customers, NO_CUSTOMERS)
 
-    trailing_orders = sum(
-        b.get(orders_key(model)) for d, b in record.buckets.items() if in_window(d, today, "365d")
-    )
-    exposure = exposure_years(record, today, params.min_tenure_days, model)
+    trailing_orders = totals[TRAILING_YEAR].get(orders_key(model))
     if customers <= 0 or exposure <= 0:
         formula = Figure.undefined(NO_CUSTOMERS)
     elif orders <= 0:
@@ -156,14 +163,9 @@ def ltv_figures(
     return {"historical": historical, "formula": formula}
 
 
-def monthly_profit_per_customer(
-    record: ChannelRecord, today: int, params: LtvParams, model: str
-) -> Figure:
+def monthly_profit_per_customer(totals: dict[str, Bucket], exposure: float, model: str) -> Figure:
     """Gross profit per customer per month, from the trailing year."""
-    trailing = sum(
-        b.get(profit_key(model)) for d, b in record.buckets.items() if in_window(d, today, "365d")
-    )
-    exposure = exposure_years(record, today, params.min_tenure_days, model)
+    trailing = totals[TRAILING_YEAR].get(profit_key(model))
     if exposure <= 0:
         return Figure.undefined(NO_CUSTOMERS)
     return Figure(trailing / WEIGHT_SCALE / 100 / exposure / 12)
@@ -179,17 +181,19 @@ def channel_figures(
     campaign_top: int = 10,
 ) -> ChannelFigures:
     """Every exported figure of one channel as of event-time day ``today``."""
-    models, methods = list(models), list(methods)
+    models, methods, windows = list(models), list(methods), list(windows)
+    totals = window_totals(record, today, windows)
     ltv: dict[tuple[str, str], Figure] = {}
     monthly: dict[str, Figure] = {}
     for model in models:
-        by_method = ltv_figures(record, today, params, model)
+        exposure = exposure_years(record, today, params.min_tenure_days, model)
+        by_method = ltv_figures(totals, exposure, params, model)
         ltv.update({(model, method): by_method[method] for method in methods})
-        monthly[model] = monthly_profit_per_customer(record, today, params, model)
+        monthly[model] = monthly_profit_per_customer(totals, exposure, model)
     per_window: dict[str, WindowFigures] = {}
     ratio: dict[tuple[str, str, str], Figure] = {}
     for window in windows:
-        total = _sum(b for d, b in record.buckets.items() if in_window(d, today, window))
+        total = totals[window]
         spend = total.spend_cents / 100
         media = total.get(spend_key(MEDIA)) / 100
         new_customers, cac, payback = {}, {}, {}
@@ -203,14 +207,13 @@ def channel_figures(
                 ratio[(window, model, method)] = _quotient(ltv[(model, method)], loaded, NO_SPEND)
         by_category = {c: total.get(spend_key(c)) / 100 for c in SPEND_CATEGORIES}
         per_window[window] = WindowFigures(spend, by_category, new_customers, cac, payback)
-    windows = list(per_window)
     return ChannelFigures(
         record.channel,
         per_window,
         ltv,
         ratio,
-        campaign_figures(record, today, windows),
-        campaign_figures(record, today, windows, campaign_top),
+        campaign_figures(totals, windows),
+        campaign_figures(totals, windows, campaign_top),
     )
 
 
@@ -229,15 +232,16 @@ OTHER_CAMPAIGNS = "other"
 
 
 def campaign_figures(
-    record: ChannelRecord, today: int, windows: Iterable[str], top: int | None = None
+    totals: dict[str, Bucket], windows: Iterable[str], top: int | None = None
 ) -> dict[str, dict[str, CampaignFigures]]:
-    """Spend, new customers and CAC per campaign and window (primary model).
+    """Spend, new customers and CAC per campaign and window (primary model), from the
+    totals of ``window_totals``.
 
     With ``top``, the ``top`` campaigns with the most lifetime spend keep their name
     (ties by name) and the rest are summed under ``other``; without it, every campaign.
     """
     spend_prefix, customers_prefix = campaign_spend_key(""), campaign_customers_key("")
-    lifetime = _sum(record.buckets.values())
+    lifetime = totals[LIFETIME]
     names = {
         key.split(":", 1)[1]
         for key in lifetime.counts
@@ -247,7 +251,7 @@ def campaign_figures(
     kept = set(ranked if top is None else ranked[:top])
     result: dict[str, dict[str, CampaignFigures]] = {}
     for window in windows:
-        total = _sum(b for d, b in record.buckets.items() if in_window(d, today, window))
+        total = totals[window]
         sums: dict[str, list[int]] = {}
         for name in names:
             label = name if name in kept else OTHER_CAMPAIGNS
