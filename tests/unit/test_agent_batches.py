@@ -1,0 +1,111 @@
+"""The batch adapter of the table agents, without a broker: records are read once and
+written once per batch, in the partition of the message that last changed them, and an
+unforeseen error in a handler is a dead letter, not a crashed agent."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from stream.agents.common import Records, handle_safely
+from stream.metrics import PipelineCounters
+
+
+class FakeTable(dict[str, Any]):
+    """A table's reads and the writes the batch makes (key, value, partition)."""
+
+    def __init__(self, stored: dict[str, Any]) -> None:
+        super().__init__(stored)
+        self.reads: list[str] = []
+        self.writes: list[tuple[str, Any, int]] = []
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.reads.append(key)
+        return super().get(key, default)
+
+    def write(self, key: str, value: Any, partition: int) -> None:
+        self.writes.append((key, value, partition))
+        self[key] = value
+
+
+@dataclass
+class Counter:
+    key: str
+    count: int = 0
+
+
+def counters(table: FakeTable) -> Records[Counter]:
+    return Records(table, Counter, lambda v: Counter(v["key"], v["count"]), lambda c: vars(c))
+
+
+def message(partition: int, offset: int = 0) -> Any:
+    return SimpleNamespace(topic="t.purchases", partition=partition, offset=offset, key=b"k")
+
+
+def test_a_record_is_read_once_and_written_once_with_its_last_changes_partition() -> None:
+    table = FakeTable({"a": {"key": "a", "count": 10}})
+    batch = counters(table)
+    for partition in (0, 1, 1):
+        record = batch.get("a")
+        record.count += 1
+        batch.changed("a", message(partition))
+    batch.get("b")  # read, never changed: never written
+
+    assert table.writes == []  # nothing before the batch ends
+    batch.write()
+    assert table.reads == ["a", "b"]
+    assert table.writes == [("a", {"key": "a", "count": 13}, 1)]
+    batch.write()
+    assert len(table.writes) == 1  # a second write of the same batch writes nothing more
+
+
+def test_a_new_key_starts_empty_and_keys_are_written_in_order() -> None:
+    table = FakeTable({})
+    batch = counters(table)
+    for key in ("z", "m"):
+        batch.get(key).count += 2
+        batch.changed(key, message(3))
+    batch.write()
+    assert table.writes == [("m", {"key": "m", "count": 2}, 3), ("z", {"key": "z", "count": 2}, 3)]
+
+
+@dataclass
+class FakeRuntime:
+    """What ``reject`` needs of the runtime: settings, counters and a way to send."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    sent: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.settings = SimpleNamespace(topic_prefix="t.")
+        self.counters = PipelineCounters(self.registry)
+
+    async def send(self, topic: str, key: str, value: dict[str, Any]) -> None:
+        self.sent.append((topic, key, value))
+
+
+async def test_an_unforeseen_error_is_an_internal_error_dead_letter() -> None:
+    runtime = FakeRuntime()
+    bad = SimpleNamespace(
+        topic="t.purchases", partition=1, offset=41, key=b"c1", value=b'{"type": "purchase"}'
+    )
+
+    async def broken(_runtime: Any, _message: Any, _batch: Records[Any]) -> None:
+        raise ZeroDivisionError("division by zero")
+
+    await handle_safely(runtime, bad, broken, counters(FakeTable({})))
+
+    [(topic, key, letter)] = runtime.sent
+    assert (topic, key) == ("dead-letters", "c1")
+    assert letter["reason"] == "internal_error"
+    assert letter["detail"] == "ZeroDivisionError('division by zero')"
+    assert (letter["topic"], letter["partition"], letter["offset"]) == ("purchases", 1, 41)
+    assert json.loads(letter["value_text"]) == {"type": "purchase"}
+    value = runtime.registry.get_sample_value(
+        "ltvcac_dead_letters_total", {"reason": "internal_error"}
+    )
+    assert value == 1.0
