@@ -399,6 +399,13 @@ def _value(samples: dict[Sample, float], name: str, **labels: str) -> float | No
     return samples.get((name, label_set(**labels)))
 
 
+def _any(samples: dict[Sample, float], name: str, **labels: str) -> float | None:
+    """The value of a series of ``name`` whose labels include ``labels``: payback has one
+    series per channel, window and model, with a ``basis`` label besides."""
+    wanted = set(labels.items())
+    return next((v for (n, found), v in samples.items() if n == name and wanted <= found), None)
+
+
 def _total(samples: dict[Sample, float], name: str, **labels: str) -> float:
     """Sum of every series of ``name`` whose labels include ``labels``."""
     wanted = set(labels.items())
@@ -467,7 +474,7 @@ def render_table(samples: dict[Sample, float]) -> list[str]:
                 )
             ),
             _fmt(_value(samples, "ltvcac_ltv_cac_ratio", **window, method="historical")),
-            _fmt(_value(samples, "ltvcac_payback_months", **window), 1),
+            _fmt(_any(samples, "ltvcac_payback_months", **window), 1),
         )
         lines.append(
             "".join(

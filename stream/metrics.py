@@ -2,7 +2,8 @@
 series exists exactly while this worker holds the channel's record.
 
 No per-customer label anywhere: label values are channels, windows, attribution
-models, LTV methods, cost bases and spend categories.
+models, LTV methods, cost bases, spend categories and payback bases. Cohorts (one per
+acquisition month, an ever-growing set) are not labels: they are in Redis only.
 """
 
 from __future__ import annotations
@@ -90,8 +91,10 @@ class _Families:
         )
         self.payback = _Defined(
             "ltvcac_payback_months",
-            "Months of gross profit per customer needed to recover the fully loaded CAC.",
-            cwm,
+            "Months of gross profit per customer needed to recover the fully loaded CAC; "
+            "basis=cohort from the cohort LTV curve, basis=rate from the monthly gross "
+            "profit rate of the trailing year.",
+            [*cwm, "basis"],
         )
         self.ltv = _Defined(
             "ltvcac_lifetime_value",
@@ -132,7 +135,7 @@ class _Families:
             for (model, cost), cac in per_window.cac.items():
                 self.cac.add([channel, window, model, cost], cac)
             for model, payback in per_window.payback_months.items():
-                self.payback.add([channel, window, model], payback)
+                self.payback.add([channel, window, model, payback.basis], payback)
         for (model, method), ltv in figures.ltv.items():
             self.ltv.add([channel, model, method], ltv)
         for (window, model, method), ratio in figures.ratio.items():

@@ -8,6 +8,11 @@ what the service produced, however it was fed, with this.
 Buckets are counters named as the README's Redis layout names figures: ``spend:{category}``
 in cents, and per model ``customers:{m}``, ``profit:{m}`` (cents) and ``orders:{m}``
 in millionths of a customer, weighted by the model.
+
+Cohorts are counters per channel and acquisition month (the UTC calendar month of the
+earliest order, counted from January 1970): per model ``customers:{m}`` and
+``profit:{m}:{k}``, the gross profit (cents) in the k-th month after the acquisition
+month (a refund in the month it happened, never before month 0), weighted by the model.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ class CustomerTruth:
 class Truth:
     customers: dict[str, CustomerTruth] = field(default_factory=dict)
     buckets: dict[str, dict[int, dict[str, int]]] = field(default_factory=dict)
+    cohorts: dict[str, dict[int, dict[str, int]]] = field(default_factory=dict)
     watermark: int = 0
 
     def add(self, channel: str, day: int, key: str, amount: int) -> None:
@@ -104,6 +110,12 @@ def attribution(
             by_channel[channel] = by_channel.get(channel, 0.0) + share
         result[model] = millionths(by_channel)
     return result
+
+
+def month(at: int) -> int:
+    """The UTC calendar month of a time, counted from January 1970."""
+    moment = dt.datetime.fromtimestamp(at, dt.UTC)
+    return (moment.year - 1970) * 12 + moment.month - 1
 
 
 def seconds(timestamp: str) -> int:
@@ -209,6 +221,23 @@ def ground_truth(
                 if weight:
                     truth.add(channel, day, f"{name}:{model}", amount * weight)
 
+    def credit_cohort(customer: CustomerTruth, name: str, amount: int) -> None:
+        assert customer.first is not None
+        acquired = month(customer.first[0])
+        for model, weights in customer.weights.items():
+            paid = SCALE - weights.get("direct", 0)
+            for channel, weight in [*weights.items(), ("all", SCALE), ("paid", paid)]:
+                if weight:
+                    counters = truth.cohorts.setdefault(channel, {}).setdefault(acquired, {})
+                    key = name.format(model=model)
+                    counters[key] = counters.get(key, 0) + amount * weight
+                    if not counters[key]:
+                        del counters[key]
+
+    def months_since_acquisition(customer: CustomerTruth, at: int) -> int:
+        assert customer.first is not None
+        return max(month(at) - month(customer.first[0]), 0)
+
     for customer in truth.customers.values():
         assert customer.first is not None
         converted_at = customer.first[0]
@@ -222,10 +251,13 @@ def ground_truth(
         )
         for (channel, campaign), weight in customer.campaigns.items():
             truth.add(channel, converted_at // DAY, f"campaign_customers:{campaign}", weight)
+        credit_cohort(customer, "customers:{model}", 1)
     for customer_id, at, _, profit in orders.values():
         customer = truth.customers[customer_id]
         credit(customer, at // DAY, "profit", profit)
         credit(customer, at // DAY, "orders", 1)
+        since = months_since_acquisition(customer, at)
+        credit_cohort(customer, f"profit:{{model}}:{since}", profit)
         truth.watermark = max(truth.watermark, at)
     for refund in refunds:
         customer_id, _, amount, profit = orders[refund["order_id"]]
@@ -237,11 +269,73 @@ def ground_truth(
         customer.refunds += 1
         at = seconds(refund["occurred_at"])
         credit(customer, at // DAY, "profit", -reduction)
+        since = months_since_acquisition(customer, at)
+        credit_cohort(customer, f"profit:{{model}}:{since}", -reduction)
         truth.watermark = max(truth.watermark, at)
-    for days in truth.buckets.values():
+    for days in [*truth.buckets.values(), *truth.cohorts.values()]:
         for day in [day for day, counters in days.items() if not counters]:
             del days[day]
     return truth
+
+
+def cohort_curve(cohorts: dict[int, dict[str, int]], current: int, model: str) -> list[float]:
+    """Cumulative gross profit per customer to the end of each month k since acquisition,
+    over the cohorts whose month k is complete (acquired before ``current`` - k), weighted
+    by their customers."""
+    curve = []
+    k = 0
+    while True:
+        old_enough = [
+            counters
+            for acquired, counters in cohorts.items()
+            if acquired + k < current and counters.get(f"customers:{model}", 0) > 0
+        ]
+        if not old_enough:
+            return curve
+        profit = sum(c.get(f"profit:{model}:{j}", 0) for c in old_enough for j in range(k + 1))
+        customers = sum(c[f"customers:{model}"] for c in old_enough)
+        curve.append(profit / customers / 100)
+        k += 1
+
+
+def cohort_payback(curve: list[float], cac: float) -> float | None:
+    """Months until the curve (0 at the start, linear inside each month) reaches the CAC."""
+    if not curve:
+        return None
+    if cac <= 0:
+        return 0.0
+    for k, value in enumerate(curve):
+        if value >= cac:
+            before = curve[k - 1] if k > 0 else 0.0
+            return k + (cac - before) / (value - before)
+    return None
+
+
+def expected_cohorts(
+    truth: Truth, lateness_seconds: int = 3600, model: str = "last_touch"
+) -> dict[str, dict[str, dict[str, float]]]:
+    """The Redis cohort hashes of one model, as the README lays them out: channel ->
+    ``YYYY-MM`` -> fields."""
+    today = max(truth.watermark - lateness_seconds, 0) // DAY
+    current = month(today * DAY)
+    result: dict[str, dict[str, dict[str, float]]] = {}
+    for channel, cohorts in truth.cohorts.items():
+        for acquired, counters in cohorts.items():
+            customers = counters.get(f"customers:{model}", 0)
+            if customers <= 0:
+                continue
+            year, index = divmod(acquired, 12)
+            fields: dict[str, float] = {"customers": customers / SCALE}
+            complete = max(current - acquired, 0)
+            fields["complete_months"] = complete
+            cumulative = 0
+            for k in range(complete):
+                cumulative += counters.get(f"profit:{model}:{k}", 0)
+                fields[f"gp_per_customer:{k}"] = cumulative / customers / 100
+            to_date = sum(v for key, v in counters.items() if key.startswith(f"profit:{model}:"))
+            fields["gp_per_customer_to_date"] = to_date / customers / 100
+            result.setdefault(channel, {})[f"{1970 + year}-{index + 1:02d}"] = fields
+    return result
 
 
 def expected_gauges(
@@ -299,6 +393,8 @@ def expected_gauges(
                 put("ltvcac_lifetime_value", value, channel=channel, model=model, method=method)
             trailing_profit = total(trailing, f"profit:{model}") / SCALE / 100
             monthly = trailing_profit / exposure / 12 if exposure > 0 else None
+            current = month(today * DAY)
+            curve = cohort_curve(truth.cohorts.get(channel, {}), current, model)
             for window in windows:
                 length = WINDOW_DAYS[window]
                 inside = [c for day, c in days.items() if length is None or day > today - length]
@@ -312,8 +408,11 @@ def expected_gauges(
                 cac = spend / new
                 put("ltvcac_customer_acquisition_cost", cac, cost="fully_loaded", **labels)
                 put("ltvcac_customer_acquisition_cost", media / new, cost="media", **labels)
-                if monthly is not None and monthly > 0:
-                    put("ltvcac_payback_months", cac / monthly, **labels)
+                payback = cohort_payback(curve, cac)
+                if payback is not None:
+                    put("ltvcac_payback_months", payback, basis="cohort", **labels)
+                elif monthly is not None and monthly > 0:
+                    put("ltvcac_payback_months", cac / monthly, basis="rate", **labels)
                 if cac > 0:
                     for method, value in ltv.items():
                         put("ltvcac_ltv_cac_ratio", value / cac, method=method, **labels)

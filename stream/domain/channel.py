@@ -112,14 +112,29 @@ class Bucket:
         return cls(dict(counts))
 
 
+def _add_into(target: dict[int, Bucket], changes: dict[int, Bucket]) -> None:
+    """Add buckets by key; a bucket with no counter left is removed."""
+    for key, change in changes.items():
+        bucket = target.setdefault(key, Bucket())
+        bucket.add(change)
+        if not bucket:
+            del target[key]  # retracted: the record is the same as if never sent
+
+
+def _cohorts_from_json(data: dict[str, dict[str, int]]) -> dict[int, Bucket]:
+    return {int(month): Bucket.from_json(counts) for month, counts in data.items()}
+
+
 @dataclass(frozen=True)
 class ChannelDelta:
-    """A change to one channel's buckets caused by one source event."""
+    """A change to one channel's buckets caused by one source event; ``cohorts`` is the
+    change to its acquisition cohorts (by acquisition month, ``stream.domain.cohort``)."""
 
     channel: str
     source: Source
     occurred_at: int
     buckets: dict[int, Bucket]
+    cohorts: dict[int, Bucket] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -132,6 +147,7 @@ class ChannelDelta:
             ],
             "occurred_at": self.occurred_at,
             "buckets": {str(day): bucket.to_json() for day, bucket in self.buckets.items()},
+            "cohorts": {str(month): cohort.to_json() for month, cohort in self.cohorts.items()},
         }
 
     @classmethod
@@ -142,6 +158,7 @@ class ChannelDelta:
             source=Source(topic, partition, offset, seq),
             occurred_at=data["occurred_at"],
             buckets={int(day): Bucket.from_json(v) for day, v in data["buckets"].items()},
+            cohorts=_cohorts_from_json(data.get("cohorts", {})),
         )
 
 
@@ -154,6 +171,7 @@ class ChannelRecord:
     applied: dict[str, tuple[int, int]] = field(default_factory=dict)
     watermark: int = 0  # largest event time applied, seconds since the epoch
     spend_event_ids: dict[str, int] = field(default_factory=dict)  # id -> offset
+    cohorts: dict[int, Bucket] = field(default_factory=dict)  # acquisition month -> counters
 
     def seen(self, source: Source) -> bool:
         last = self.applied.get(source.stream)
@@ -169,6 +187,7 @@ class ChannelRecord:
             bucket.add(change)
             if not bucket:
                 del self.buckets[day]  # retracted: the record is the same as if never sent
+        _add_into(self.cohorts, delta.cohorts)
         self.watermark = max(self.watermark, delta.occurred_at)
         return True
 
@@ -179,6 +198,7 @@ class ChannelRecord:
             "applied": {stream: list(pos) for stream, pos in self.applied.items()},
             "watermark": self.watermark,
             "spend_event_ids": self.spend_event_ids,
+            "cohorts": {str(month): cohort.to_json() for month, cohort in self.cohorts.items()},
         }
 
     @staticmethod
@@ -200,4 +220,5 @@ class ChannelRecord:
             applied={stream: (pos[0], pos[1]) for stream, pos in data["applied"].items()},
             watermark=data["watermark"],
             spend_event_ids=dict(data["spend_event_ids"]),
+            cohorts=_cohorts_from_json(data.get("cohorts", {})),
         )

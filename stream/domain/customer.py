@@ -38,6 +38,7 @@ from stream.domain.channel import (
     orders_key,
     profit_key,
 )
+from stream.domain.cohort import month_of, month_profit_key, profit_by_month
 from stream.domain.fx import FxRates, Unconvertible, converted_cents
 from stream.domain.money import WEIGHT_SCALE, gross_profit_cents, share_cents, to_cents
 from stream.domain.outcome import APPLIED, DUPLICATE, REDELIVERED, Message, Outcome
@@ -47,7 +48,7 @@ VISITOR_UPDATES = "visitor-updates"
 MAX_LINKED_VISITORS = 5
 # Older attributions are only needed to re-send the deltas of a redelivered input.
 MAX_ATTRIBUTIONS = 20
-Contribution = dict[str, dict[int, Bucket]]  # channel -> day -> weighted bucket
+Contribution = dict[str, dict[int, Bucket]]  # channel -> day (or month) -> weighted bucket
 
 
 @dataclass(frozen=True)
@@ -341,19 +342,34 @@ def _deltas(record: CustomerRecord, version: int, source: Source) -> list[Channe
     """What the input that made ``version`` changed in the channels."""
     after, latest = _contribution(record, version)
     before, _ = _contribution(record, version - 1)
+    cohorts_after, cohorts_before = _cohorts(record, version), _cohorts(record, version - 1)
     deltas = []
-    for channel in sorted(after.keys() | before.keys()):
-        old, new = before.get(channel, {}), after.get(channel, {})
-        change = {}
-        for day in sorted(old.keys() | new.keys()):
-            bucket = Bucket()
-            bucket.add(new.get(day, Bucket()))
-            bucket.add(old.get(day, Bucket()), sign=-1)
-            if bucket:
-                change[day] = bucket
-        if change:
-            deltas.append(ChannelDelta(channel, source, latest, change))
+    channels = after.keys() | before.keys() | cohorts_after.keys() | cohorts_before.keys()
+    for channel in sorted(channels):
+        change = _difference(before.get(channel, {}), after.get(channel, {}))
+        cohorts = _difference(cohorts_before.get(channel, {}), cohorts_after.get(channel, {}))
+        if change or cohorts:
+            deltas.append(ChannelDelta(channel, source, latest, change, cohorts))
     return deltas
+
+
+def _difference(old: dict[int, Bucket], new: dict[int, Bucket]) -> dict[int, Bucket]:
+    """new - old by key (day or month), without the keys that did not change."""
+    change = {}
+    for key in sorted(old.keys() | new.keys()):
+        bucket = Bucket()
+        bucket.add(new.get(key, Bucket()))
+        bucket.add(old.get(key, Bucket()), sign=-1)
+        if bucket:
+            change[key] = bucket
+    return change
+
+
+def _shares(weights: Weights) -> list[tuple[str, int]]:
+    """The channels a customer counts in, with their weights: its attributed channels,
+    ``all`` whole and ``paid`` for every channel but direct."""
+    paid = WEIGHT_SCALE - weights.get(DIRECT, 0)
+    return [*weights.items(), (ALL_CHANNELS, WEIGHT_SCALE), (PAID_CHANNELS, paid)]
 
 
 def _contribution(record: CustomerRecord, version: int) -> tuple[Contribution, int]:
@@ -378,9 +394,7 @@ def _contribution(record: CustomerRecord, version: int) -> tuple[Contribution, i
     days.setdefault(day_of(record.order_book[first].at), [0, 0, 0])[0] += 1
     contribution: Contribution = {}
     for model, weights in model_weights.items():
-        paid = WEIGHT_SCALE - weights.get(DIRECT, 0)
-        shares = [*weights.items(), (ALL_CHANNELS, WEIGHT_SCALE), (PAID_CHANNELS, paid)]
-        for channel, weight in shares:
+        for channel, weight in _shares(weights):
             if not weight:
                 continue
             buckets = contribution.setdefault(channel, {})
@@ -399,3 +413,33 @@ def _contribution(record: CustomerRecord, version: int) -> tuple[Contribution, i
         for campaign, weight in campaigns.items():
             counts[campaign_customers_key(campaign)] = weight
     return contribution, latest
+
+
+def _cohorts(record: CustomerRecord, version: int) -> Contribution:
+    """The weighted cohort counters this customer puts in each channel at ``version``:
+    one bucket, at its acquisition month, with the customer and the gross profit by
+    month since acquisition (``stream.domain.cohort``)."""
+    model_weights = next(
+        (a.weights for a in reversed(record.attributions) if a.version <= version), None
+    )
+    orders = [(oid, o) for oid, o in record.order_book.items() if o.version <= version]
+    first = _first_order(orders)
+    if model_weights is None or first is None:
+        return {}
+    acquired_at = record.order_book[first].at
+    amounts = [(o.at, o.profit_cents) for _, o in orders]
+    amounts += [
+        (r.at, -r.profit_cents) for r in record.refund_book.values() if r.version <= version
+    ]
+    profit = profit_by_month(acquired_at, amounts)
+    month = month_of(acquired_at)
+    cohorts: Contribution = {}
+    for model, weights in model_weights.items():
+        for channel, weight in _shares(weights):
+            if not weight:
+                continue
+            counts = cohorts.setdefault(channel, {}).setdefault(month, Bucket()).counts
+            counts[customers_key(model)] = weight
+            for since, cents in profit.items():
+                counts[month_profit_key(model, since)] = cents * weight
+    return cohorts

@@ -1,4 +1,5 @@
-"""CAC, LTV, LTV:CAC and payback of a channel, computed from its daily buckets.
+"""CAC, LTV, LTV:CAC and payback of a channel, computed from its daily buckets and its
+acquisition cohorts.
 
 Definitions (ARCHITECTURE section 5, documented in the README), for every attribution
 model m (customers, gross profit and orders weighted by m's weights):
@@ -13,8 +14,12 @@ model m (customers, gross profit and orders weighted by m's weights):
 - formula LTV(m) = average order gross profit x orders per year x lifetime years
   - yearly retention cost x lifetime years; orders per year = orders in the
   trailing 365 days / exposure.
-- payback months(w, m) = fully loaded CAC(w, m) / (gross profit in the trailing
-  365 days / exposure / 12).
+- payback months(w, m), basis ``cohort``: when the channel's cohort LTV curve under m
+  (``stream.domain.cohort.average_curve``) reaches the fully loaded CAC(w, m), the
+  months until it does, interpolated linearly inside the month where it crosses;
+  basis ``rate`` otherwise (no cohort with a complete month, or the curve stays below
+  the CAC): fully loaded CAC(w, m) / (gross profit in the trailing 365 days / exposure
+  / 12).
 - LTV:CAC(w, m, method) = LTV(m, method) / fully loaded CAC(w, m).
 
 A figure that cannot be computed is ``None`` with a reason, never 0 or infinity.
@@ -22,7 +27,7 @@ A figure that cannot be computed is ``None`` with a reason, never 0 or infinity.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -38,6 +43,13 @@ from stream.domain.channel import (
     orders_key,
     profit_key,
     spend_key,
+)
+from stream.domain.cohort import (
+    CohortRow,
+    average_curve,
+    cohort_rows,
+    month_of_day,
+    payback_from_curve,
 )
 from stream.domain.money import WEIGHT_SCALE
 from stream.domain.timeline import day_of, in_window
@@ -61,6 +73,17 @@ class Figure:
         return cls(None, reason)
 
 
+COHORT = "cohort"  # payback read from the cohort LTV curve
+RATE = "rate"  # payback from the monthly gross profit rate of the trailing year
+
+
+@dataclass(frozen=True)
+class Payback(Figure):
+    """Payback months, and the basis they were computed on: ``cohort`` or ``rate``."""
+
+    basis: str = RATE
+
+
 @dataclass(frozen=True)
 class LtvParams:
     """Settings the LTV and payback definitions depend on."""
@@ -81,7 +104,7 @@ class WindowFigures:
     spend_by_category: dict[str, float]
     new_customers: dict[str, float]  # by model
     cac: dict[tuple[str, str], Figure]  # (model, cost) -> CAC
-    payback_months: dict[str, Figure]  # by model, from the fully loaded CAC
+    payback_months: dict[str, Payback]  # by model, from the fully loaded CAC
 
 
 @dataclass(frozen=True)
@@ -100,6 +123,7 @@ class ChannelFigures:
     # campaign -> window -> figures: every campaign, and the top ones plus ``other``
     campaigns: dict[str, dict[str, CampaignFigures]] = field(default_factory=dict)
     top_campaigns: dict[str, dict[str, CampaignFigures]] = field(default_factory=dict)
+    cohorts: dict[str, list[CohortRow]] = field(default_factory=dict)  # by model
 
 
 def now_day(records: Iterable[ChannelRecord], lateness_seconds: int) -> int:
@@ -185,11 +209,16 @@ def channel_figures(
     totals = window_totals(record, today, windows)
     ltv: dict[tuple[str, str], Figure] = {}
     monthly: dict[str, Figure] = {}
+    curves: dict[str, list[float]] = {}
+    cohorts: dict[str, list[CohortRow]] = {}
+    month = month_of_day(today)
     for model in models:
         exposure = exposure_years(record, today, params.min_tenure_days, model)
         by_method = ltv_figures(totals, exposure, params, model)
         ltv.update({(model, method): by_method[method] for method in methods})
         monthly[model] = monthly_profit_per_customer(totals, exposure, model)
+        curves[model] = average_curve(record.cohorts, month, model)
+        cohorts[model] = cohort_rows(record.cohorts, month, model)
     per_window: dict[str, WindowFigures] = {}
     ratio: dict[tuple[str, str, str], Figure] = {}
     for window in windows:
@@ -202,7 +231,7 @@ def channel_figures(
             new_customers[model] = customers
             cac[(model, MEDIA_COST)] = _ratio(media, customers, NO_CUSTOMERS)
             loaded = cac[(model, FULLY_LOADED)] = _ratio(spend, customers, NO_CUSTOMERS)
-            payback[model] = _quotient(loaded, monthly[model], NO_PROFIT)
+            payback[model] = payback_months(loaded, curves[model], monthly[model])
             for method in methods:
                 ratio[(window, model, method)] = _quotient(ltv[(model, method)], loaded, NO_SPEND)
         by_category = {c: total.get(spend_key(c)) / 100 for c in SPEND_CATEGORIES}
@@ -214,7 +243,19 @@ def channel_figures(
         ratio,
         campaign_figures(totals, windows),
         campaign_figures(totals, windows, campaign_top),
+        cohorts,
     )
+
+
+def payback_months(cac: Figure, curve: Sequence[float], monthly: Figure) -> Payback:
+    """From the cohort curve when it reaches the CAC; else from the monthly rate (an
+    undefined CAC gives an undefined payback on the rate basis, with the CAC's reason)."""
+    if cac.value is not None:
+        months = payback_from_curve(curve, cac.value)
+        if months is not None:
+            return Payback(months, OK, COHORT)
+    rate = _quotient(cac, monthly, NO_PROFIT)
+    return Payback(rate.value, rate.reason, RATE)
 
 
 def _quotient(numerator: Figure, denominator: Figure, reason_if_not_positive: str) -> Figure:

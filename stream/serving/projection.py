@@ -8,13 +8,22 @@ Layout (prefix from ``LTVCAC_REDIS_KEY_PREFIX``):
   attribution_models (JSON model -> channel -> weight).
 - ``{prefix}channel:{name}`` hash: ``spend:{window}``, ``spend:{window}:{category}``,
   ``new_customers:{window}:{model}``, ``cac:{window}:{model}:{cost}``,
-  ``payback_months:{window}:{model}``, ``ltv:{model}:{method}``,
-  ``ltv_cac:{window}:{model}:{method}``; an undefined figure is absent.
+  ``payback_months:{window}:{model}``, ``payback_basis:{window}:{model}`` (``cohort`` or
+  ``rate``), ``ltv:{model}:{method}``, ``ltv_cac:{window}:{model}:{method}``; an
+  undefined figure is absent.
 - ``{prefix}campaigns:{channel}`` hash: ``spend:{window}:{campaign}``,
   ``new_customers:{window}:{campaign}`` (primary model), ``cac:{window}:{campaign}``
   for every campaign of the channel (no top-N guard here).
 - ``{prefix}channels`` set: channel names present. A channel whose every attribution
   was retracted by a later re-attribution loses its hash and its set member.
+- ``{prefix}cohort:{channel}:{YYYY-MM}`` hash, one per acquisition month with customers
+  under the primary model: ``customers`` (weighted), ``complete_months`` (n),
+  ``gp_per_customer:{k}`` for k = 0 .. n - 1 (cumulative gross profit per customer to
+  the end of month k since acquisition, complete months only) and
+  ``gp_per_customer_to_date`` (cumulative, the current month too).
+- ``{prefix}cohorts:{channel}`` set: the channel's cohort months (``YYYY-MM``). A month
+  that no longer has customers loses its hash and its member (a Lua script run in the
+  same transaction compares the set with the months written).
 - ``{prefix}projection:writer:{id}`` string with a one-hour expiry, one per running
   worker: set by each write, so that a worker notices when Redis lost what it wrote.
 
@@ -42,6 +51,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from stream.config import next_retry_delay
+from stream.domain.cohort import CohortRow, month_name
 from stream.domain.customer import CustomerRecord
 from stream.domain.figures import ChannelFigures
 from stream.domain.money import WEIGHT_SCALE
@@ -50,6 +60,20 @@ log = logging.getLogger(__name__)
 RedisHash = dict[Any, str]  # field -> value; redis-py types its keys loosely
 # The writer marker outlives any pause between two writes of a running worker.
 _MARKER_TTL_SECONDS = 3600
+# KEYS[1]: a channel's set of cohort months; ARGV[1]: the key prefix of its cohort
+# hashes; ARGV[2..]: the months it has now. Deletes the hashes of the months it lost and
+# makes the set the months it has. It names the hashes it deletes itself (not in KEYS):
+# fine on a single Redis, as is the transaction across keys that runs it.
+_REPLACE_COHORT_MONTHS = """
+local keep = {}
+for i = 2, #ARGV do keep[ARGV[i]] = true end
+for _, month in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if not keep[month] then redis.call('DEL', ARGV[1] .. month) end
+end
+redis.call('DEL', KEYS[1])
+for i = 2, #ARGV do redis.call('SADD', KEYS[1], ARGV[i]) end
+return #ARGV - 1
+"""
 
 
 def _money(cents: int) -> str:
@@ -109,12 +133,25 @@ def channel_fields(figures: ChannelFigures) -> RedisHash:
         for model, payback in per_window.payback_months.items():
             if payback.value is not None:
                 fields[f"payback_months:{window}:{model}"] = repr(payback.value)
+                fields[f"payback_basis:{window}:{model}"] = payback.basis
     for (model, method), ltv in figures.ltv.items():
         if ltv.value is not None:
             fields[f"ltv:{model}:{method}"] = repr(ltv.value)
     for (window, model, method), ratio in figures.ratio.items():
         if ratio.value is not None:
             fields[f"ltv_cac:{window}:{model}:{method}"] = repr(ratio.value)
+    return fields
+
+
+def cohort_fields(row: CohortRow) -> RedisHash:
+    """The Redis hash of one acquisition month of a channel."""
+    fields: RedisHash = {
+        "customers": repr(row.customers),
+        "complete_months": str(len(row.gp_per_customer)),
+        "gp_per_customer_to_date": repr(row.gp_per_customer_to_date),
+    }
+    for since, value in enumerate(row.gp_per_customer):
+        fields[f"gp_per_customer:{since}"] = repr(value)
     return fields
 
 
@@ -132,6 +169,7 @@ class RedisProjection:
         self._dirty: dict[str, CustomerRecord] = {}
         self._marker = f"{prefix}projection:writer:{uuid.uuid4().hex}"
         self._marker_written = False
+        self._replace_cohort_months = self._redis.register_script(_REPLACE_COHORT_MONTHS)
         self._failures = 0
         self._failing_since = 0.0
         self._retry_in = 0.0
@@ -223,13 +261,28 @@ class RedisProjection:
                 pipe.delete(campaigns)
                 if fields := campaign_fields(figures):
                     pipe.hset(campaigns, mapping=fields)
+                await self._write_cohorts(pipe, figures.channel, figures.cohorts)
             for channel in retired:
                 pipe.delete(f"{self._prefix}channel:{channel}")
                 pipe.delete(f"{self._prefix}campaigns:{channel}")
                 pipe.srem(f"{self._prefix}channels", channel)
+                await self._write_cohorts(pipe, channel, {})
             pipe.set(self._marker, "1", ex=_MARKER_TTL_SECONDS)
             results = await pipe.execute()
         return bool(results[0])
+
+    async def _write_cohorts(
+        self, pipe: Any, channel: str, cohorts: dict[str, list[CohortRow]]
+    ) -> None:
+        """Queue the channel's cohort hashes (primary model) and its set of months."""
+        rows = {month_name(row.month): row for row in cohorts.get(self._primary_model, [])}
+        prefix = f"{self._prefix}cohort:{channel}:"
+        await self._replace_cohort_months(
+            keys=[f"{self._prefix}cohorts:{channel}"], args=[prefix, *rows], client=pipe
+        )
+        for month, row in rows.items():
+            pipe.delete(prefix + month)
+            pipe.hset(prefix + month, mapping=cohort_fields(row))
 
     async def close(self) -> None:
         await self._redis.aclose()

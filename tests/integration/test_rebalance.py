@@ -23,7 +23,12 @@ from stream.devstack import StackEndpoints, free_port
 from stream.worker_process import Sample, WorkerProcess, channel_of
 from tests.integration.conftest import LATENESS_SECONDS, Deployment, wait_until
 from tests.integration.events import Message, click, purchase, referral, refund, spend, wire
-from tests.integration.truth import GAUGES, customer_differences, sample_differences
+from tests.integration.truth import (
+    GAUGES,
+    cohort_differences,
+    customer_differences,
+    sample_differences,
+)
 from tests.reference import Truth, expected_gauges, ground_truth
 
 pytestmark = pytest.mark.integration
@@ -239,11 +244,13 @@ async def test_workers_share_take_over_and_rebalance_with_exact_figures(
             lambda: (
                 not customer_differences(deployment, final)
                 and not channel_differences(deployment, final)
+                and not cohort_differences(deployment, final)
             ),
-            what="every customer and channel in Redis",
+            what="every customer, channel and cohort in Redis",
         )
         assert customer_differences(deployment, final) == []
         assert channel_differences(deployment, final) == []
+        assert cohort_differences(deployment, final) == []
         assert differences([b, c], final) == []
     finally:
         for worker in (a, b, c):

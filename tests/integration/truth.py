@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import Deployment, wait_until
-from tests.reference import Truth
+from tests.reference import Truth, expected_cohorts
 
 GAUGES = (
     "ltvcac_spend",
@@ -72,6 +72,27 @@ def customer_differences(deployment: Deployment, truth: Truth) -> list[str]:
         wrong = {k: (stored.get(k), v) for k, v in expected.items() if stored.get(k) != v}
         if wrong:
             problems.append(f"{customer_id}: {wrong}")
+    return problems
+
+
+def cohort_differences(deployment: Deployment, truth: Truth) -> list[str]:
+    """Redis cohort hashes and sets of every channel against the ground truth."""
+    expected = expected_cohorts(truth)
+    problems = []
+    channels = expected.keys() | truth.buckets.keys()
+    for channel in sorted(channels):
+        months = expected.get(channel, {})
+        key = f"{deployment.redis_prefix}cohorts:{channel}"
+        stored_months = sorted(deployment.redis.smembers(key))  # type: ignore[arg-type]
+        if stored_months != sorted(months):
+            problems.append(f"cohorts:{channel} {stored_months} != {sorted(months)}")
+        for name, fields in months.items():
+            stored = deployment.redis_hash(f"cohort:{channel}:{name}")
+            if stored.keys() != fields.keys() or not all(
+                math.isclose(float(stored[k]), v, rel_tol=1e-9, abs_tol=1e-9)
+                for k, v in fields.items()
+            ):
+                problems.append(f"cohort:{channel}:{name} {stored} != {fields}")
     return problems
 
 

@@ -114,6 +114,15 @@ def channel_buckets(topology: Topology) -> dict[str, dict[int, dict[str, int]]]:
     }
 
 
+def channel_cohorts(topology: Topology) -> dict[str, dict[int, dict[str, int]]]:
+    """Channel cohorts as counters by acquisition month, to compare with the ground truth."""
+    return {
+        name: {month: cohort.counts for month, cohort in record.cohorts.items()}
+        for name, record in topology.channels.items()
+        if record.cohorts
+    }
+
+
 def shuffled(
     events: list[tuple[str, str, dict[str, Any]]], rng: random.Random
 ) -> list[tuple[str, str, dict[str, Any]]]:
@@ -155,6 +164,9 @@ def test_any_interleaving_with_redelivery_gives_the_ground_truth(
     assert channel_buckets(topology) == {
         channel: days for channel, days in truth.buckets.items() if days
     }
+    assert channel_cohorts(topology) == {
+        channel: months for channel, months in truth.cohorts.items() if months
+    }
     for customer_id, expected in truth.customers.items():
         record = topology.customers[customer_id]
         assert (record.revenue_cents, record.gross_profit_cents, record.orders) == (
@@ -180,3 +192,4 @@ def test_the_simulation_can_tell_a_wrong_result() -> None:
         ChannelRecord.seen = original  # type: ignore[method-assign]
     truth = ground_truth(event for _, _, event in events)
     assert channel_buckets(topology)["all"] != truth.buckets["all"]
+    assert channel_cohorts(topology)["all"] != truth.cohorts["all"]
