@@ -3,7 +3,8 @@ series exists exactly while this worker holds the channel's record.
 
 No per-customer label anywhere: label values are channels, windows, attribution
 models, LTV methods, cost bases, spend categories and payback bases. Cohorts (one per
-acquisition month, an ever-growing set) are not labels: they are in Redis only.
+acquisition month, an ever-growing set) are not labels: they are in Redis only. The
+referral figures come from the blended record ``all`` and carry no channel label.
 """
 
 from __future__ import annotations
@@ -14,7 +15,16 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from stream.domain.figures import ChannelFigures, Figure
+from stream.domain.figures import ChannelFigures, Figure, ReferralFigures
+
+# Series of the referral figures: they come from the record ``all`` (no channel label).
+REFERRAL_SERIES = (
+    "ltvcac_referral_share",
+    "ltvcac_referred_customers",
+    "ltvcac_referrers",
+    "ltvcac_viral_coefficient",
+    "ltvcac_lifetime_value_by_referral",
+)
 
 
 class PipelineCounters:
@@ -123,6 +133,35 @@ class _Families:
             "Campaign spend per customer it acquired in the window (primary model).",
             cwc,
         )
+        self.referral_share = _Defined(
+            "ltvcac_referral_share",
+            "Share of the customers acquired in the window that the model credits to "
+            "referrals (0-1).",
+            ["window", "model"],
+        )
+        self.referred = GaugeMetricFamily(
+            "ltvcac_referred_customers",
+            "Customers acquired in the window with a referrer (primary attribution model).",
+            labels=["window"],
+        )
+        self.referrers = GaugeMetricFamily(
+            "ltvcac_referrers",
+            "Distinct customers who referred at least one customer acquired in the window "
+            "(primary attribution model).",
+            labels=["window"],
+        )
+        self.viral = _Defined(
+            "ltvcac_viral_coefficient",
+            "Customers acquired in the window with a referrer per distinct customer who "
+            "referred them (primary attribution model).",
+            ["window"],
+        )
+        self.ltv_by_referral = _Defined(
+            "ltvcac_lifetime_value_by_referral",
+            "Lifetime value per customer of the customers the model credits to referrals "
+            '(referred="true") and of the others (referred="false"), reporting currency.',
+            ["referred", "model", "method"],
+        )
 
     def add(self, figures: ChannelFigures) -> None:
         channel = figures.channel
@@ -146,6 +185,18 @@ class _Families:
                 self.campaign_spend.add_metric(labels, campaign_figures.spend)
                 self.campaign_customers.add_metric(labels, campaign_figures.new_customers)
                 self.campaign_cac.add(labels, campaign_figures.cac)
+        if figures.referrals is not None:
+            self.add_referrals(figures.referrals)
+
+    def add_referrals(self, figures: ReferralFigures) -> None:
+        for (window, model), share in figures.share.items():
+            self.referral_share.add([window, model], share)
+        for window, viral in figures.viral.items():
+            self.referred.add_metric([window], figures.referred[window])
+            self.referrers.add_metric([window], figures.referrers[window])
+            self.viral.add([window], viral)
+        for (referred, model, method), ltv in figures.ltv.items():
+            self.ltv_by_referral.add([str(referred).lower(), model, method], ltv)
 
     def all(self) -> Iterator[GaugeMetricFamily]:
         yield self.spend
@@ -154,6 +205,11 @@ class _Families:
         yield self.campaign_spend
         yield self.campaign_customers
         for defined in (self.cac, self.payback, self.ltv, self.ratio, self.campaign_cac):
+            yield defined.values
+            yield defined.flags
+        yield self.referred
+        yield self.referrers
+        for defined in (self.referral_share, self.viral, self.ltv_by_referral):
             yield defined.values
             yield defined.flags
 

@@ -18,6 +18,8 @@ from typing import IO
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from stream.metrics import REFERRAL_SERIES
+
 Sample = tuple[str, frozenset[tuple[str, str]]]
 
 
@@ -73,11 +75,12 @@ class WorkerProcess:
         return result
 
     def channel_samples(self) -> dict[Sample, float]:
-        """The samples that belong to a channel (those with a ``channel`` label)."""
+        """The samples that belong to a channel: those with a ``channel`` label, and the
+        referral figures (of ``all``)."""
         return {
-            (name, labels): value
-            for (name, labels), value in self.samples().items()
-            if any(label == "channel" for label, _ in labels)
+            sample: value
+            for sample, value in self.samples().items()
+            if channel_of(sample) is not None
         }
 
     @property
@@ -118,5 +121,9 @@ def label_set(**labels: str) -> frozenset[tuple[str, str]]:
 
 
 def channel_of(sample: Sample) -> str | None:
-    """The ``channel`` label of a sample, if it has one."""
-    return dict(sample[1]).get("channel")
+    """The channel a sample belongs to: its ``channel`` label; ``all`` for the referral
+    figures, which come from the ``all`` record."""
+    name, labels = sample
+    if name.removesuffix("_defined") in REFERRAL_SERIES:
+        return "all"
+    return dict(labels).get("channel")

@@ -13,6 +13,13 @@ Cohorts are counters per channel and acquisition month (the UTC calendar month o
 earliest order, counted from January 1970): per model ``customers:{m}`` and
 ``profit:{m}:{k}``, the gross profit (cents) in the k-th month after the acquisition
 month (a refund in the month it happened, never before month 0), weighted by the model.
+
+Referrals: a customer whose primary model credits a referral touch was referred by the
+referrer of the referral touch that model credits most (ties: the latest). ``all`` also
+counts ``referred_customers:{m}``, ``referred_profit:{m}``, ``referred_orders:{m}`` (the
+part weighted by m's ``referral`` weight), ``referred`` (1 per referred customer on its
+acquisition day) and ``referrers`` (1 per customer who referred any, on the latest
+acquisition day of those it referred).
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ class CustomerTruth:
     weights: dict[str, dict[str, int]] = field(default_factory=dict)  # model -> weights
     campaigns: dict[tuple[str, str], int] = field(default_factory=dict)  # primary model
     channel: str = ""  # of the primary model
+    referred_by: str | None = None  # of the primary model
 
 
 @dataclass
@@ -51,6 +59,7 @@ class Truth:
     buckets: dict[str, dict[int, dict[str, int]]] = field(default_factory=dict)
     cohorts: dict[str, dict[int, dict[str, int]]] = field(default_factory=dict)
     watermark: int = 0
+    referrals: dict[str, set[str]] = field(default_factory=dict)  # referrer -> referred
 
     def add(self, channel: str, day: int, key: str, amount: int) -> None:
         counters = self.buckets.setdefault(channel, {}).setdefault(day, {})
@@ -165,6 +174,7 @@ def ground_truth(
     seen_events: set[str] = set()
     orders: dict[str, tuple[str, int, int, int]] = {}  # order -> customer, at, amount, profit
     touches: dict[str, list[Touch]] = {}  # by visitor
+    referrer_of: dict[str, str] = {}  # referral event_id -> referrer
     refunds: list[dict[str, Any]] = []
     for event in events:
         if event["event_id"] in seen_events:
@@ -195,6 +205,8 @@ def ground_truth(
             cost = cents(event["cost"] if kind == "ad_click" else event["reward_cost"])
             campaign = event.get("campaign") or ""
             touches.setdefault(visitor, []).append((at, event["event_id"], channel, campaign))
+            if kind == "referral":
+                referrer_of[event["event_id"]] = event["referrer_customer_id"]
             if cost:
                 truth.add_spend(channel, at // DAY, "media", cost)
                 if campaign:
@@ -220,6 +232,8 @@ def ground_truth(
             for channel, weight in [*weights.items(), ("all", SCALE), ("paid", paid)]:
                 if weight:
                     truth.add(channel, day, f"{name}:{model}", amount * weight)
+            if weights.get("referral"):
+                truth.add("all", day, f"referred_{name}:{model}", amount * weights["referral"])
 
     def credit_cohort(customer: CustomerTruth, name: str, amount: int) -> None:
         assert customer.first is not None
@@ -252,6 +266,25 @@ def ground_truth(
         for (channel, campaign), weight in customer.campaigns.items():
             truth.add(channel, converted_at // DAY, f"campaign_customers:{campaign}", weight)
         credit_cohort(customer, "customers:{model}", 1)
+        if "referral" in primary_weights:
+            inside = sorted(
+                t for t in visits if converted_at - lookback_days * DAY <= t[0] <= converted_at
+            )
+            primary_shares = shares(primary, inside, converted_at, half_life_days)
+            credited = [
+                (share, index)
+                for index, (touch, share) in enumerate(zip(inside, primary_shares, strict=True))
+                if touch[2] == "referral" and share > 0
+            ]
+            customer.referred_by = referrer_of[inside[max(credited)[1]][1]]
+    for customer_id, customer in truth.customers.items():
+        if customer.referred_by is not None:
+            truth.referrals.setdefault(customer.referred_by, set()).add(customer_id)
+            assert customer.first is not None
+            truth.add("all", customer.first[0] // DAY, "referred", 1)
+    for referred in truth.referrals.values():
+        latest = max(truth.customers[c].first or (0, "") for c in referred)
+        truth.add("all", latest[0] // DAY, "referrers", 1)
     for customer_id, at, _, profit in orders.values():
         customer = truth.customers[customer_id]
         credit(customer, at // DAY, "profit", profit)
@@ -416,4 +449,62 @@ def expected_gauges(
                 if cac > 0:
                     for method, value in ltv.items():
                         put("ltvcac_ltv_cac_ratio", value / cac, method=method, **labels)
+    if truth.buckets.get("all"):
+        gauges.update(
+            referral_gauges(
+                truth, today, lateness_seconds, windows, lifetime_years, min_tenure_days
+            )
+        )
+    return gauges
+
+
+def referral_gauges(
+    truth: Truth,
+    today: int,
+    lateness_seconds: int,
+    windows: Iterable[str],
+    lifetime_years: float,
+    min_tenure_days: int,
+) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """The referral gauges, from the counters of ``all``."""
+    days = truth.buckets["all"]
+    gauges: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+
+    def put(name: str, value: float, **labels: str) -> None:
+        gauges[(name, frozenset(labels.items()))] = value
+
+    for window in windows:
+        length = WINDOW_DAYS[window]
+        inside = [c for day, c in days.items() if length is None or day > today - length]
+        for model in MODELS:
+            customers = sum(c.get(f"customers:{model}", 0) for c in inside)
+            referred = sum(c.get(f"referred_customers:{model}", 0) for c in inside)
+            if customers > 0:
+                put("ltvcac_referral_share", referred / customers, window=window, model=model)
+        referred_whole = sum(c.get("referred", 0) for c in inside)
+        referrers = sum(c.get("referrers", 0) for c in inside)
+        put("ltvcac_referred_customers", referred_whole, window=window)
+        put("ltvcac_referrers", referrers, window=window)
+        if referrers > 0:
+            put("ltvcac_viral_coefficient", referred_whole / referrers, window=window)
+    # referred and other customers as two channels of their own: their LTV
+    parts = Truth(watermark=truth.watermark)
+    for day, counters in days.items():
+        for model in MODELS:
+            for name in ("customers", "profit", "orders"):
+                everyone = counters.get(f"{name}:{model}", 0)
+                referred = counters.get(f"referred_{name}:{model}", 0)
+                parts.add("true", day, f"{name}:{model}", referred)
+                parts.add("false", day, f"{name}:{model}", everyone - referred)
+    part_gauges = expected_gauges(parts, lateness_seconds, windows, lifetime_years, min_tenure_days)
+    for (name, labels), value in part_gauges.items():
+        if name == "ltvcac_lifetime_value":
+            label = dict(labels)
+            put(
+                "ltvcac_lifetime_value_by_referral",
+                value,
+                referred=label["channel"],
+                model=label["model"],
+                method=label["method"],
+            )
     return gauges

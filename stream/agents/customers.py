@@ -23,9 +23,11 @@ from stream.domain.customer import (
     handle_attribution,
     handle_link,
     handle_purchase,
+    handle_referred,
     handle_refund,
 )
 from stream.domain.ingest import Rejection, validate
+from stream.domain.referral import days_from_json, origin_from_json
 
 if TYPE_CHECKING:
     from stream.app import Runtime
@@ -69,6 +71,15 @@ async def handle(runtime: Runtime, message: Any, customers: Records[CustomerReco
                     model_weights_from_json(update["weights"]),
                     source,
                     campaign_weights_from_json(update.get("campaigns", {})),
+                    _referrer(update.get("referrer")),
+                )
+            elif update["type"] == "referred":
+                outcome = handle_referred(
+                    record,
+                    _customer_id(update["referred_id"]),
+                    days_from_json(update["days"]),
+                    origin_from_json(update["origin"]),
+                    source,
                 )
             else:
                 outcome = handle_link(record, update["visitor_id"], source)
@@ -78,3 +89,13 @@ async def handle(runtime: Runtime, message: Any, customers: Records[CustomerReco
         customers.changed(record.customer_id, message)
         runtime.projection.customer_changed(record)
     await publish(runtime, message, outcome)
+
+
+def _referrer(value: object) -> str | None:
+    return None if value is None else _customer_id(value)
+
+
+def _customer_id(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError("a customer id must be a string")
+    return value

@@ -16,6 +16,7 @@ from stream.domain.money import WEIGHT_SCALE
 from stream.domain.timeline import SECONDS_PER_DAY
 
 DIRECT = "direct"
+REFERRAL = "referral"  # the channel of referral touches
 Weights = dict[str, int]  # channel -> millionths
 ModelWeights = dict[str, Weights]  # model -> its weights
 CampaignWeights = dict[str, Weights]  # channel -> campaign -> millionths of the customer
@@ -137,6 +138,28 @@ def campaign_weights(
         if campaign is not None:
             result.setdefault(channel, {})[campaign] = weight
     return result
+
+
+def most_credited(
+    touches: Sequence[Touch],
+    converted_at: int,
+    lookback_days: int,
+    half_life_days: float,
+    model: str,
+    channel: str,
+) -> Touch | None:
+    """The touch of ``channel`` that ``model`` credits most for the conversion (ties: the
+    latest), or None when the model credits no touch of that channel."""
+    qualifying = qualifying_touches(touches, converted_at, lookback_days)
+    if not qualifying:
+        return None
+    shares = MODELS[model](qualifying, converted_at, half_life_days)
+    credited = [
+        (share, index)
+        for index, (touch, share) in enumerate(zip(qualifying, shares, strict=True))
+        if touch.channel == channel and share > 0
+    ]
+    return qualifying[max(credited)[1]] if credited else None
 
 
 def to_millionths(shares: dict[str, float]) -> Weights:

@@ -73,6 +73,16 @@ def orders_key(model: str) -> str:
     return f"orders:{model}"
 
 
+# Referral counters, in ``all`` only (see Bucket).
+REFERRED = "referred"
+REFERRERS = "referrers"
+
+
+def referred_key(counter: str) -> str:
+    """The share of a weighted counter (``customers:{model}``, ...) credited to referral."""
+    return f"referred_{counter}"
+
+
 @dataclass
 class Bucket:
     """One day of one channel: named integer counters, absent when zero.
@@ -81,6 +91,12 @@ class Bucket:
     ``orders:{model}`` in millionths, weighted by that attribution model's weights; on a
     channel's own record ``campaign_spend:{campaign}`` (cents) and
     ``campaign_customers:{campaign}`` (millionths, primary model).
+
+    ``all`` also counts, for the referral figures: ``referred_customers:{model}``,
+    ``referred_profit:{model}`` and ``referred_orders:{model}`` (the same counters
+    weighted by the model's ``referral`` weight only); ``referred``, whole customers
+    acquired that day with a referrer (primary model); ``referrers``, whole customers
+    who referred customers, on the latest day one of those was acquired.
     """
 
     counts: dict[str, int] = field(default_factory=dict)

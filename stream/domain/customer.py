@@ -15,6 +15,14 @@ Rules under at-least-once delivery (ARCHITECTURE section 4):
   it changes nothing, but its deltas are produced again, identically, because they
   may have been lost in a crash (channels ignore what they have);
 - until the first attribution comes back nothing is sent; it then sends the backlog.
+
+Referrals (``referral.py``): the attribution names the referrer, if any; an input that
+changes who referred the customer or when it was acquired tells the referrers concerned,
+computed from the versions like the deltas. A customer's contribution to ``all`` carries
+what the referral figures need, so one record answers them: ``referred_{counter}`` (the
+share of each weighted counter that the model credits to the ``referral`` channel),
+``referred`` (1 on the acquisition day of a customer with a referrer) and ``referrers``
+(1 on the latest acquisition day of the customers it referred, while there are any).
 """
 
 from __future__ import annotations
@@ -25,10 +33,19 @@ from decimal import Decimal
 from typing import Any
 
 from schemas.events import Purchase, Refund
-from stream.domain.attribution import DIRECT, MODELS, CampaignWeights, ModelWeights, Weights
+from stream.domain.attribution import (
+    DIRECT,
+    MODELS,
+    REFERRAL,
+    CampaignWeights,
+    ModelWeights,
+    Weights,
+)
 from stream.domain.channel import (
     ALL_CHANNELS,
     PAID_CHANNELS,
+    REFERRED,
+    REFERRERS,
     AppliedOffsets,
     Bucket,
     ChannelDelta,
@@ -37,11 +54,13 @@ from stream.domain.channel import (
     customers_key,
     orders_key,
     profit_key,
+    referred_key,
 )
 from stream.domain.cohort import month_of, month_profit_key, profit_by_month
 from stream.domain.fx import FxRates, Unconvertible, converted_cents
 from stream.domain.money import WEIGHT_SCALE, gross_profit_cents, share_cents, to_cents
 from stream.domain.outcome import APPLIED, DUPLICATE, REDELIVERED, Message, Outcome
+from stream.domain.referral import Referrals, ReferralState, referral_messages
 from stream.domain.timeline import day_of, epoch_seconds
 
 VISITOR_UPDATES = "visitor-updates"
@@ -82,12 +101,14 @@ class RefundEntry:
 @dataclass
 class Attribution:
     """Weights of every model in force from ``version`` on; ``offset`` of the message
-    that set them, or -1 when the record set them itself (acquired without a visitor)."""
+    that set them, or -1 when the record set them itself (acquired without a visitor);
+    the customer who referred this one, if the primary model credits a referral."""
 
     version: int
     weights: ModelWeights
     offset: int
     campaigns: CampaignWeights = field(default_factory=dict)  # primary model's
+    referrer: str | None = None  # who referred the customer, by the primary model
 
 
 DIRECT_WEIGHTS: ModelWeights = {model: {DIRECT: WEIGHT_SCALE} for model in MODELS}
@@ -106,6 +127,7 @@ class CustomerRecord(AppliedOffsets):
     attributions: list[Attribution] = field(default_factory=list)
     linked_visitors: list[str] = field(default_factory=list)
     offsets: dict[str, int] = field(default_factory=dict)
+    referrals: Referrals = field(default_factory=Referrals)  # the customers it referred
 
     @property
     def first_order_id(self) -> str | None:
@@ -131,6 +153,11 @@ class CustomerRecord(AppliedOffsets):
         """The weights of every attribution model, once the acquisition is attributed."""
         return self.attributions[-1].weights if self.attributions else None
 
+    @property
+    def referred_by(self) -> str | None:
+        """The customer who referred this one (primary model), once attributed."""
+        return self.attributions[-1].referrer if self.attributions else None
+
     def weights(self, model: str) -> Weights | None:
         weights = self.model_weights
         return None if weights is None else weights[model]
@@ -153,10 +180,11 @@ class CustomerRecord(AppliedOffsets):
             "order_book": {oid: list(astuple(o)) for oid, o in self.order_book.items()},
             "refund_book": {eid: list(astuple(r)) for eid, r in self.refund_book.items()},
             "attributions": [
-                [a.version, a.weights, a.offset, a.campaigns] for a in self.attributions
+                [a.version, a.weights, a.offset, a.campaigns, a.referrer] for a in self.attributions
             ],
             "linked_visitors": self.linked_visitors,
             "offsets": self.offsets,
+            "referrals": self.referrals.to_json(),
         }
 
     @classmethod
@@ -173,6 +201,7 @@ class CustomerRecord(AppliedOffsets):
             attributions=[Attribution(*a) for a in data["attributions"]],
             linked_visitors=list(data["linked_visitors"]),
             offsets=dict(data["offsets"]),
+            referrals=Referrals.from_json(data.get("referrals")),
         )
 
 
@@ -237,7 +266,8 @@ def _purchase_outputs(
             "converted_at": order.at,
         }
         messages.append(Message(VISITOR_UPDATES, order.visitor, conversion))
-    return _deltas(record, order.version, source), messages
+    deltas, referrals = _outputs(record, order.version, source)
+    return deltas, messages + referrals
 
 
 def handle_refund(
@@ -301,6 +331,7 @@ def handle_attribution(
     weights: ModelWeights,
     source: Source,
     campaigns: CampaignWeights | None = None,
+    referrer: str | None = None,
 ) -> Outcome:
     """The visitor's attribution of this customer's acquisition came back (or changed).
 
@@ -310,21 +341,47 @@ def handle_attribution(
     if record.seen(source):
         for attribution in record.attributions:
             if attribution.offset == source.offset:
-                return Outcome(REDELIVERED, _deltas(record, attribution.version, source))
+                return Outcome(REDELIVERED, *_outputs(record, attribution.version, source))
         return Outcome(REDELIVERED)
     current = (record.converting_visitor, record.first_order_at)
     record.mark(source)
-    attribution = Attribution(record.version + 1, weights, source.offset, campaigns or {})
+    attribution = Attribution(record.version + 1, weights, source.offset, campaigns or {}, referrer)
     latest = record.attributions[-1] if record.attributions else None
-    unchanged = latest is not None and (latest.weights, latest.campaigns) == (
+    unchanged = latest is not None and (latest.weights, latest.campaigns, latest.referrer) == (
         attribution.weights,
         attribution.campaigns,
+        attribution.referrer,
     )
     if current != (visitor_id, converted_at) or unchanged:
         return Outcome(DUPLICATE)
     record.version += 1
     record.attributions.append(attribution)
     del record.attributions[:-MAX_ATTRIBUTIONS]
+    return Outcome(APPLIED, *_outputs(record, record.version, source))
+
+
+def handle_referred(
+    record: CustomerRecord,
+    referred_id: str,
+    changes: dict[int, int],
+    origin: Source,
+    source: Source,
+) -> Outcome:
+    """A customer this one referred changed: ``changes`` (acquisition day -> +1 or -1)
+    to the customers it referred, sent by that customer's input ``origin``.
+
+    A change re-sent by a redelivered input (its origin applied already) is a duplicate.
+    """
+    if record.seen(source):
+        note = record.referrals.note_at(source.offset)
+        if note is None:
+            return Outcome(REDELIVERED)
+        return Outcome(REDELIVERED, _deltas(record, note.version, source))
+    record.mark(source)
+    if record.referrals.applied(origin):
+        return Outcome(DUPLICATE)
+    record.version += 1
+    record.referrals.apply(referred_id, changes, origin, record.version, source.offset)
     return Outcome(APPLIED, _deltas(record, record.version, source))
 
 
@@ -336,6 +393,29 @@ def handle_link(record: CustomerRecord, visitor_id: str, source: Source) -> Outc
         record.linked_visitors = [*record.linked_visitors, visitor_id][-MAX_LINKED_VISITORS:]
     record.mark(source)
     return Outcome(APPLIED)
+
+
+def _outputs(
+    record: CustomerRecord, version: int, source: Source
+) -> tuple[list[ChannelDelta], list[Message]]:
+    """The deltas and the referrers' messages of the input that made ``version``."""
+    before = _referral_state(record, version - 1)
+    after = _referral_state(record, version)
+    messages = referral_messages(record.customer_id, before, after, source)
+    return _deltas(record, version, source), messages
+
+
+def _attribution_at(record: CustomerRecord, version: int) -> Attribution | None:
+    return next((a for a in reversed(record.attributions) if a.version <= version), None)
+
+
+def _referral_state(record: CustomerRecord, version: int) -> ReferralState:
+    """(referrer, acquisition day) at ``version``, or None when nobody referred it."""
+    attribution = _attribution_at(record, version)
+    first = _first_order((oid, o) for oid, o in record.order_book.items() if o.version <= version)
+    if attribution is None or attribution.referrer is None or first is None:
+        return None
+    return attribution.referrer, day_of(record.order_book[first].at)
 
 
 def _deltas(record: CustomerRecord, version: int, source: Source) -> list[ChannelDelta]:
@@ -381,7 +461,7 @@ def _contribution(record: CustomerRecord, version: int) -> tuple[Contribution, i
     refunds = [r for r in record.refund_book.values() if r.version <= version]
     latest = max([o.at for _, o in orders] + [r.at for r in refunds], default=0)
     if model_weights is None or not orders:
-        return {}, latest
+        return _with_referrals(record, version, {}), latest
     days: dict[int, list[int]] = {}  # day -> [customers, gross profit cents, orders]
     for _, order in orders:
         totals = days.setdefault(day_of(order.at), [0, 0, 0])
@@ -412,7 +492,7 @@ def _contribution(record: CustomerRecord, version: int) -> tuple[Contribution, i
         counts = contribution.setdefault(channel, {}).setdefault(acquired_on, Bucket()).counts
         for campaign, weight in campaigns.items():
             counts[campaign_customers_key(campaign)] = weight
-    return contribution, latest
+    return _with_referrals(record, version, contribution), latest
 
 
 def _cohorts(record: CustomerRecord, version: int) -> Contribution:
@@ -443,3 +523,26 @@ def _cohorts(record: CustomerRecord, version: int) -> Contribution:
             for since, cents in profit.items():
                 counts[month_profit_key(model, since)] = cents * weight
     return cohorts
+
+
+def _with_referrals(
+    record: CustomerRecord, version: int, contribution: Contribution
+) -> Contribution:
+    """``contribution`` and, in ``all``, what the referral figures need: the ``referral``
+    channel's weighted counters as ``referred_{counter}``, ``referred`` on the acquisition
+    day of a customer with a referrer, and ``referrers`` on the latest acquisition day of
+    the customers this one referred (one per referrer, however many it referred)."""
+    extra: dict[int, dict[str, int]] = {}
+    for day, bucket in contribution.get(REFERRAL, {}).items():
+        for model in MODELS:
+            for key in (customers_key(model), profit_key(model), orders_key(model)):
+                if value := bucket.get(key):
+                    extra.setdefault(day, {})[referred_key(key)] = value
+    if (state := _referral_state(record, version)) is not None:
+        extra.setdefault(state[1], {})[REFERRED] = 1
+    if (latest_referral := record.referrals.latest_day(version)) is not None:
+        extra.setdefault(latest_referral, {})[REFERRERS] = 1
+    buckets = contribution.setdefault(ALL_CHANNELS, {}) if extra else {}
+    for day, counts in extra.items():
+        buckets.setdefault(day, Bucket()).counts.update(counts)
+    return contribution

@@ -22,6 +22,19 @@ model m (customers, gross profit and orders weighted by m's weights):
   / 12).
 - LTV:CAC(w, m, method) = LTV(m, method) / fully loaded CAC(w, m).
 
+Referral figures, from the ``all`` record alone (its referral counters, see ``Bucket``):
+
+- referral share(w, m) = customers acquired in w that m credits to ``referral`` / new
+  customers(w, m).
+- referred customers(w): customers acquired in w with a referrer (primary model);
+  referrers(w): distinct customers who referred at least one of the customers acquired
+  in w (each counts on the latest day one of its referred customers was acquired, and
+  windows include every later day, so this is exact); viral coefficient(w) = referred
+  customers(w) / referrers(w).
+- LTV by referral(m, method): each LTV method over the share of every customer that m
+  credits to ``referral`` (referred; equal to the ``referral`` channel's LTV) and over
+  the rest (not referred).
+
 A figure that cannot be computed is ``None`` with a reason, never 0 or infinity.
 """
 
@@ -33,7 +46,10 @@ from decimal import Decimal
 
 from stream.domain.attribution import MODELS
 from stream.domain.channel import (
+    ALL_CHANNELS,
     MEDIA,
+    REFERRED,
+    REFERRERS,
     SPEND_CATEGORIES,
     Bucket,
     ChannelRecord,
@@ -42,6 +58,7 @@ from stream.domain.channel import (
     customers_key,
     orders_key,
     profit_key,
+    referred_key,
     spend_key,
 )
 from stream.domain.cohort import (
@@ -59,6 +76,7 @@ NO_CUSTOMERS = "no_customers"
 NO_ORDERS = "no_orders"
 NO_SPEND = "no_spend"
 NO_PROFIT = "no_profit"
+NO_REFERRERS = "no_referrers"
 
 
 @dataclass(frozen=True)
@@ -115,6 +133,17 @@ class CampaignFigures:
 
 
 @dataclass(frozen=True)
+class ReferralFigures:
+    """Referral figures of the blended record ``all``."""
+
+    share: dict[tuple[str, str], Figure]  # (window, model) -> share of new customers
+    referred: dict[str, float]  # window -> customers acquired with a referrer
+    referrers: dict[str, float]  # window -> distinct customers who referred them
+    viral: dict[str, Figure]  # window -> referred customers per referrer
+    ltv: dict[tuple[bool, str, str], Figure]  # (referred, model, method) -> LTV
+
+
+@dataclass(frozen=True)
 class ChannelFigures:
     channel: str
     windows: dict[str, WindowFigures]
@@ -124,6 +153,7 @@ class ChannelFigures:
     campaigns: dict[str, dict[str, CampaignFigures]] = field(default_factory=dict)
     top_campaigns: dict[str, dict[str, CampaignFigures]] = field(default_factory=dict)
     cohorts: dict[str, list[CohortRow]] = field(default_factory=dict)  # by model
+    referrals: ReferralFigures | None = None  # of ``all`` only
 
 
 def now_day(records: Iterable[ChannelRecord], lateness_seconds: int) -> int:
@@ -236,6 +266,9 @@ def channel_figures(
                 ratio[(window, model, method)] = _quotient(ltv[(model, method)], loaded, NO_SPEND)
         by_category = {c: total.get(spend_key(c)) / 100 for c in SPEND_CATEGORIES}
         per_window[window] = WindowFigures(spend, by_category, new_customers, cac, payback)
+    referrals = None
+    if record.channel == ALL_CHANNELS:
+        referrals = referral_figures(record, today, windows, methods, params, models)
     return ChannelFigures(
         record.channel,
         per_window,
@@ -244,6 +277,7 @@ def channel_figures(
         campaign_figures(totals, windows),
         campaign_figures(totals, windows, campaign_top),
         cohorts,
+        referrals,
     )
 
 
@@ -256,6 +290,59 @@ def payback_months(cac: Figure, curve: Sequence[float], monthly: Figure) -> Payb
             return Payback(months, OK, COHORT)
     rate = _quotient(cac, monthly, NO_PROFIT)
     return Payback(rate.value, rate.reason, RATE)
+
+
+def referral_figures(
+    record: ChannelRecord,
+    today: int,
+    windows: Iterable[str],
+    methods: Iterable[str],
+    params: LtvParams,
+    models: Iterable[str] = tuple(MODELS),
+) -> ReferralFigures:
+    """Referral share, viral coefficient and LTV of referred and other customers, from
+    the referral counters of the ``all`` record."""
+    models, methods, windows = list(models), list(methods), list(windows)
+    share: dict[tuple[str, str], Figure] = {}
+    referred: dict[str, float] = {}
+    referrers: dict[str, float] = {}
+    viral: dict[str, Figure] = {}
+    totals = window_totals(record, today, windows)
+    for window in windows:
+        total = totals[window]
+        for model in models:
+            key = customers_key(model)
+            share[(window, model)] = _ratio(
+                total.get(referred_key(key)), total.get(key), NO_CUSTOMERS
+            )
+        referred[window] = float(total.get(REFERRED))
+        referrers[window] = float(total.get(REFERRERS))
+        viral[window] = _ratio(referred[window], referrers[window], NO_REFERRERS)
+    ltv: dict[tuple[bool, str, str], Figure] = {}
+    for is_referred in (True, False):
+        part = _referral_part(record, is_referred, models)
+        part_totals = window_totals(part, today, [])
+        for model in models:
+            exposure = exposure_years(part, today, params.min_tenure_days, model)
+            by_method = ltv_figures(part_totals, exposure, params, model)
+            ltv.update({(is_referred, model, m): by_method[m] for m in methods})
+    return ReferralFigures(share, referred, referrers, viral, ltv)
+
+
+def _referral_part(record: ChannelRecord, referred: bool, models: list[str]) -> ChannelRecord:
+    """The customers, profit and orders of ``record`` that each model credits to
+    referral (``referred``) or to any other channel, as a record of their own."""
+    buckets: dict[int, Bucket] = {}
+    for day, bucket in record.buckets.items():
+        counts: dict[str, int] = {}
+        for model in models:
+            for key in (customers_key(model), profit_key(model), orders_key(model)):
+                share = bucket.get(referred_key(key))
+                if value := share if referred else bucket.get(key) - share:
+                    counts[key] = value
+        if counts:
+            buckets[day] = Bucket(counts)
+    return ChannelRecord(record.channel, buckets)
 
 
 def _quotient(numerator: Figure, denominator: Figure, reason_if_not_positive: str) -> Figure:

@@ -3,6 +3,10 @@
 A conversion is attributed from the touches known when it arrives; a touch that
 arrives later but happened inside a conversion's lookback attributes it again, and the
 customer gets the new weights. So the weights never depend on arrival order.
+
+A customer whose acquisition the primary model credits to a referral touch was referred:
+its referrer is the ``referrer_customer_id`` of the referral touch that model credits
+most (ties: the latest). It travels with the weights and changes with them.
 """
 
 from __future__ import annotations
@@ -12,11 +16,13 @@ from typing import Any
 
 from schemas.events import AdClick, Identify, Referral
 from stream.domain.attribution import (
+    REFERRAL,
     CampaignWeights,
     ModelWeights,
     Touch,
     attribute,
     campaign_weights,
+    most_credited,
 )
 from stream.domain.channel import MEDIA, AppliedOffsets, ChannelDelta, Source
 from stream.domain.fx import FxRates, Unconvertible
@@ -24,7 +30,7 @@ from stream.domain.outcome import APPLIED, DUPLICATE, REDELIVERED, Message, Outc
 from stream.domain.timeline import SECONDS_PER_DAY, day_of, epoch_seconds
 
 CUSTOMER_UPDATES = "customer-updates"
-REFERRAL_CHANNEL = "referral"
+REFERRAL_CHANNEL = REFERRAL
 MAX_TOUCHES = 100
 
 
@@ -33,7 +39,7 @@ class VisitorRules:
     fx: FxRates = field(default_factory=FxRates)
     lookback_days: int = 30
     half_life_days: float = 7.0  # of the time-decay model
-    primary_model: str = "last_touch"  # credits campaigns
+    primary_model: str = "last_touch"  # credits campaigns, decides who referred a customer
 
 
 @dataclass
@@ -48,6 +54,7 @@ class Conversion:
     converted_at: int
     weights: ModelWeights
     campaigns: CampaignWeights = field(default_factory=dict)  # of the primary model
+    referrer: str | None = None  # of the referral touch the primary model credits most
 
 
 @dataclass
@@ -57,16 +64,19 @@ class VisitorRecord(AppliedOffsets):
     conversions: dict[str, Conversion] = field(default_factory=dict)  # by customer_id
     customer_id: str | None = None
     offsets: dict[str, int] = field(default_factory=dict)
+    referrers: dict[str, str] = field(default_factory=dict)  # referral touch id -> referrer
 
     def to_json(self) -> dict[str, Any]:
         return {
             "visitor_id": self.visitor_id,
             "touches": [[*astuple(s.touch), s.cost_cents, s.offset] for s in self.touches],
             "conversions": {
-                c: [v.converted_at, v.weights, v.campaigns] for c, v in self.conversions.items()
+                c: [v.converted_at, v.weights, v.campaigns, v.referrer]
+                for c, v in self.conversions.items()
             },
             "customer_id": self.customer_id,
             "offsets": self.offsets,
+            "referrers": self.referrers,
         }
 
     @classmethod
@@ -77,6 +87,7 @@ class VisitorRecord(AppliedOffsets):
             conversions={c: Conversion(*v) for c, v in data["conversions"].items()},
             customer_id=data["customer_id"],
             offsets=dict(data["offsets"]),
+            referrers=dict(data.get("referrers", {})),
         )
 
 
@@ -106,6 +117,10 @@ def handle_touch(
         return Outcome.rejected(cost.reason, cost.detail)
     spend = _spend_deltas(touch, cost, source)
     record.touches = _pruned([*record.touches, StoredTouch(touch, cost, source.offset)], rules)
+    if isinstance(event, Referral):
+        record.referrers[touch.event_id] = event.referrer_customer_id
+    kept = {stored.touch.event_id for stored in record.touches}
+    record.referrers = {t: r for t, r in record.referrers.items() if t in kept}
     record.mark(source)
     changed = []
     for customer_id in _affected(record, touch, rules):
@@ -142,13 +157,20 @@ def _affected(record: VisitorRecord, touch: Touch, rules: VisitorRules) -> list[
 
 
 def _attributed(record: VisitorRecord, converted_at: int, rules: VisitorRules) -> Conversion:
-    """The conversion at ``converted_at`` attributed from the touches known now."""
+    """The conversion at ``converted_at`` attributed from the touches known now: the
+    weights of every model, the primary model's campaigns and the referrer."""
     touches = [stored.touch for stored in record.touches]
-    days, half_life = rules.lookback_days, rules.half_life_days
+    days, half_life, primary = rules.lookback_days, rules.half_life_days, rules.primary_model
+    weights = attribute(touches, converted_at, days, half_life)
+    referrer = None
+    if REFERRAL in weights[primary]:
+        credited = most_credited(touches, converted_at, days, half_life, primary, REFERRAL)
+        referrer = None if credited is None else record.referrers.get(credited.event_id)
     return Conversion(
         converted_at,
-        attribute(touches, converted_at, days, half_life),
-        campaign_weights(touches, converted_at, days, half_life, rules.primary_model),
+        weights,
+        campaign_weights(touches, converted_at, days, half_life, primary),
+        referrer,
     )
 
 
@@ -164,6 +186,7 @@ def _attributions(record: VisitorRecord, customer_ids: list[str]) -> list[Messag
             "converted_at": conversion.converted_at,
             "weights": conversion.weights,
             "campaigns": conversion.campaigns,
+            "referrer": conversion.referrer,
         }
         messages.append(Message(CUSTOMER_UPDATES, customer_id, attribution))
     return messages

@@ -5,12 +5,19 @@ Layout (prefix from ``LTVCAC_REDIS_KEY_PREFIX``):
 - ``{prefix}customer:{id}`` hash: revenue, gross_profit (decimal strings, reporting
   currency), orders, refunds, first_order_at, last_order_at (RFC 3339),
   acquisition_channel and attribution (JSON channel -> weight) of the primary model,
-  attribution_models (JSON model -> channel -> weight).
+  attribution_models (JSON model -> channel -> weight), referred_by (the customer who
+  referred it, primary model; empty if none), referred_customers (how many customers it
+  referred: exact).
+- ``{prefix}referrals:{id}`` set: the customers it referred, written with its hash (at
+  most the 1,000 acquired most recently: ``referral.MAX_LISTED``); absent when none.
 - ``{prefix}channel:{name}`` hash: ``spend:{window}``, ``spend:{window}:{category}``,
   ``new_customers:{window}:{model}``, ``cac:{window}:{model}:{cost}``,
   ``payback_months:{window}:{model}``, ``payback_basis:{window}:{model}`` (``cohort`` or
   ``rate``), ``ltv:{model}:{method}``, ``ltv_cac:{window}:{model}:{method}``; an
-  undefined figure is absent.
+  undefined figure is absent. The hash of ``all`` also holds the referral figures:
+  ``referral_share:{window}:{model}``, ``referred_customers:{window}``,
+  ``referrers:{window}``, ``viral_coefficient:{window}``, ``ltv_referred:{model}:{method}``
+  and ``ltv_not_referred:{model}:{method}``.
 - ``{prefix}campaigns:{channel}`` hash: ``spend:{window}:{campaign}``,
   ``new_customers:{window}:{campaign}`` (primary model), ``cac:{window}:{campaign}``
   for every campaign of the channel (no top-N guard here).
@@ -53,7 +60,7 @@ from redis.exceptions import RedisError
 from stream.config import next_retry_delay
 from stream.domain.cohort import CohortRow, month_name
 from stream.domain.customer import CustomerRecord
-from stream.domain.figures import ChannelFigures
+from stream.domain.figures import ChannelFigures, ReferralFigures
 from stream.domain.money import WEIGHT_SCALE
 
 log = logging.getLogger(__name__)
@@ -103,6 +110,8 @@ def customer_fields(record: CustomerRecord, primary_model: str) -> RedisHash:
         "acquisition_channel": record.acquisition_channel(primary_model) or "",
         "attribution": json.dumps(scaled.get(primary_model, {}), sort_keys=True),
         "attribution_models": json.dumps(scaled, sort_keys=True),
+        "referred_by": record.referred_by or "",
+        "referred_customers": str(record.referrals.count),
     }
 
 
@@ -140,6 +149,26 @@ def channel_fields(figures: ChannelFigures) -> RedisHash:
     for (window, model, method), ratio in figures.ratio.items():
         if ratio.value is not None:
             fields[f"ltv_cac:{window}:{model}:{method}"] = repr(ratio.value)
+    if figures.referrals is not None:
+        fields.update(referral_fields(figures.referrals))
+    return fields
+
+
+def referral_fields(figures: ReferralFigures) -> RedisHash:
+    """The referral figures in the hash of ``all``: every defined one."""
+    fields: RedisHash = {}
+    for (window, model), share in figures.share.items():
+        if share.value is not None:
+            fields[f"referral_share:{window}:{model}"] = repr(share.value)
+    for window, viral in figures.viral.items():
+        fields[f"referred_customers:{window}"] = repr(figures.referred[window])
+        fields[f"referrers:{window}"] = repr(figures.referrers[window])
+        if viral.value is not None:
+            fields[f"viral_coefficient:{window}"] = repr(viral.value)
+    for (referred, model, method), ltv in figures.ltv.items():
+        if ltv.value is not None:
+            kind = "referred" if referred else "not_referred"
+            fields[f"ltv_{kind}:{model}:{method}"] = repr(ltv.value)
     return fields
 
 
@@ -252,6 +281,11 @@ class RedisProjection:
                     f"{self._prefix}customer:{customer_id}",
                     mapping=customer_fields(record, self._primary_model),
                 )
+                if record.referrals.origins:  # it has referred someone, now or before
+                    referrals = f"{self._prefix}referrals:{customer_id}"
+                    pipe.delete(referrals)
+                    if referred := record.referrals.customers():
+                        pipe.sadd(referrals, *referred)
             for figures in channels:
                 key = f"{self._prefix}channel:{figures.channel}"
                 pipe.delete(key)

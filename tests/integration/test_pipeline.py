@@ -122,6 +122,8 @@ async def test_scenario_gives_hand_computed_gauges_and_redis_values(
         "attribution_models": json.dumps(
             {model: {"search": 1.0} for model in sorted(MODELS)}, sort_keys=True
         ),
+        "referred_by": "",
+        "referred_customers": "1",  # c4
     }
 
     def projected() -> bool:
@@ -137,6 +139,8 @@ async def test_scenario_gives_hand_computed_gauges_and_redis_values(
     assert deployment.redis_hash("customer:c1") == expected_c1
     assert deployment.redis_hash("customer:c3")["acquisition_channel"] == "direct"
     assert deployment.redis_hash("customer:c4")["acquisition_channel"] == "referral"
+    assert deployment.redis_hash("customer:c4")["referred_by"] == "c1"
+    assert deployment.redis.smembers(deployment.redis_prefix + "referrals:c1") == {"c4"}
     search = deployment.redis_hash("channel:search")
     assert float(search["spend:90d"]) == pytest.approx(74.0)
     assert float(search["spend:90d:agency"]) == pytest.approx(70.0)

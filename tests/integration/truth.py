@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from stream.metrics import REFERRAL_SERIES
 from tests.integration.conftest import Deployment, wait_until
 from tests.reference import Truth, expected_cohorts
 
@@ -19,6 +20,7 @@ GAUGES = (
     "ltvcac_payback_months",
     "ltvcac_lifetime_value",
     "ltvcac_ltv_cac_ratio",
+    *REFERRAL_SERIES,
 )
 
 
@@ -68,11 +70,26 @@ def customer_differences(deployment: Deployment, truth: Truth) -> list[str]:
             "acquisition_channel": customer.channel,
             "first_order_at": timestamp(customer.first[0]),
             "last_order_at": timestamp(customer.last_order_at),
+            "referred_by": customer.referred_by or "",
+            "referred_customers": str(len(truth.referrals.get(customer_id, ()))),
         }
         wrong = {k: (stored.get(k), v) for k, v in expected.items() if stored.get(k) != v}
         if wrong:
             problems.append(f"{customer_id}: {wrong}")
-    return problems
+    return problems + referral_differences(deployment, truth)
+
+
+def referral_differences(deployment: Deployment, truth: Truth) -> list[str]:
+    """The customers each referrer referred, in Redis, against the truth."""
+    pipe = deployment.redis.pipeline(transaction=False)
+    referrers = sorted(truth.referrals)
+    for referrer in referrers:
+        pipe.smembers(f"{deployment.redis_prefix}referrals:{referrer}")
+    return [
+        f"referrals:{referrer}: {sorted(stored)} != {sorted(truth.referrals[referrer])}"
+        for referrer, stored in zip(referrers, pipe.execute(), strict=True)
+        if stored != truth.referrals[referrer]
+    ]
 
 
 def cohort_differences(deployment: Deployment, truth: Truth) -> list[str]:

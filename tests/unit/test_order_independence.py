@@ -15,19 +15,21 @@ from hypothesis import strategies as st
 
 from schemas.events import AdSpend, Purchase, Refund, parse_event
 from stream.demo import demo_events
+from stream.domain.attribution import MODELS
 from stream.domain.channel import ChannelDelta, ChannelRecord, Source
 from stream.domain.customer import (
     CustomerRecord,
     CustomerRules,
     handle_attribution,
     handle_purchase,
+    handle_referred,
     handle_refund,
 )
 from stream.domain.fx import FxRates
 from stream.domain.outcome import Outcome
 from stream.domain.spend import handle_ad_spend
 from stream.domain.visitor import VisitorRecord, VisitorRules, handle_conversion, handle_touch
-from tests.reference import ground_truth, seconds
+from tests.reference import Truth, ground_truth, seconds
 
 PARTITIONS = 2
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -42,6 +44,7 @@ class Topology:
     customers: dict[str, CustomerRecord] = field(default_factory=dict)
     visitors: dict[str, VisitorRecord] = field(default_factory=dict)
     channels: dict[str, ChannelRecord] = field(default_factory=dict)
+    visitor_rules: VisitorRules = field(default_factory=VisitorRules)
 
     def send(self, topic: str, key: str, value: Any) -> None:
         partition = sum(key.encode()) % PARTITIONS
@@ -75,14 +78,18 @@ class Topology:
             return handle_refund(customer, value, source, CustomerRules())
         if topic == "customer-updates":
             customer = self.customers.setdefault(key, CustomerRecord(key))
+            if value["type"] == "referred":
+                changes = {int(day): change for day, change in value["days"].items()}
+                origin = Source(*value["origin"])
+                return handle_referred(customer, value["referred_id"], changes, origin, source)
             args = (value["visitor_id"], value["converted_at"], value["weights"], source)
-            return handle_attribution(customer, *args, value["campaigns"])
+            return handle_attribution(customer, *args, value["campaigns"], value["referrer"])
         if topic in ("ad-clicks", "referrals"):
             visitor = self.visitors.setdefault(key, VisitorRecord(key))
-            return handle_touch(visitor, value, source, VisitorRules())
+            return handle_touch(visitor, value, source, self.visitor_rules)
         if topic == "visitor-updates":
             visitor = self.visitors.setdefault(key, VisitorRecord(key))
-            args = (value["customer_id"], value["converted_at"], source, VisitorRules())
+            args = (value["customer_id"], value["converted_at"], source, self.visitor_rules)
             return handle_conversion(visitor, *args)
         channel = self.channels.setdefault(key, ChannelRecord(key))
         if isinstance(value, AdSpend):
@@ -176,7 +183,23 @@ def test_any_interleaving_with_redelivery_gives_the_ground_truth(
         )
         assert record.model_weights == expected.weights
         assert record.acquisition_channel("last_touch") == expected.channel
+    assert_referral_tree(topology, truth)
     assert max(r.watermark for r in topology.channels.values()) == truth.watermark
+
+
+def assert_referral_tree(topology: Topology, truth: Truth) -> None:
+    """Who referred whom, on both ends, equals the ground truth."""
+    for customer_id, expected in truth.customers.items():
+        assert topology.customers[customer_id].referred_by == expected.referred_by
+    referrers = {
+        customer_id: record.referrals
+        for customer_id, record in topology.customers.items()
+        if record.referrals.count or record.referrals.days
+    }
+    assert sorted(referrers) == sorted(truth.referrals)
+    for referrer, referred in truth.referrals.items():
+        assert referrers[referrer].customers() == sorted(referred)
+        assert referrers[referrer].count == len(referred)
 
 
 def test_the_simulation_can_tell_a_wrong_result() -> None:
@@ -193,3 +216,107 @@ def test_the_simulation_can_tell_a_wrong_result() -> None:
     truth = ground_truth(event for _, _, event in events)
     assert channel_buckets(topology)["all"] != truth.buckets["all"]
     assert channel_cohorts(topology)["all"] != truth.cohorts["all"]
+
+
+def referral_contest(rng: random.Random) -> list[tuple[str, str, dict[str, Any]]]:
+    """Customers c1-c6 buy through visitors with clicks and competing referrals (c1-c7
+    refer, c7 never buys: chains, a referrer without orders and self-referrals happen),
+    touches up to 40 days before orders, a customer's earliest order sometimes through
+    another visitor, refunds. Whole hours, so touches tie in time."""
+    events: list[tuple[str, str, dict[str, Any]]] = []
+
+    def add(topic: str, key: str, kind: str, hour: int, **fields: Any) -> None:
+        at = (START + dt.timedelta(hours=hour)).isoformat().replace("+00:00", "Z")
+        body = {"type": kind, "event_id": f"e{len(events):03d}", "occurred_at": at}
+        events.append((topic, key, {**body, "schema_version": 1, "currency": "USD", **fields}))
+
+    for n in range(1, 7):
+        visitor = f"v{n}"
+        for _ in range(rng.randint(0, 4)):
+            hour = rng.randint(0, 40 * 24)
+            if rng.random() < 0.6:
+                referrer = f"c{rng.randint(1, 7)}"
+                add(
+                    "referrals",
+                    visitor,
+                    "referral",
+                    hour,
+                    referrer_customer_id=referrer,
+                    referred_visitor_id=visitor,
+                    reward_cost="2.00",
+                )
+            else:
+                channel = rng.choice(["search", "social"])
+                add(
+                    "ad-clicks",
+                    visitor,
+                    "ad_click",
+                    hour,
+                    visitor_id=visitor,
+                    channel=channel,
+                    cost="0.50",
+                )
+        for k in range(rng.randint(1, 3)):
+            hour = rng.randint(30 * 24, 42 * 24)
+            through = visitor if rng.random() < 0.8 else f"v{rng.randint(1, 6)}"
+            order = f"o{n}-{k}"
+            add(
+                "purchases",
+                f"c{n}",
+                "purchase",
+                hour,
+                customer_id=f"c{n}",
+                order_id=order,
+                amount=f"{rng.randint(10, 90)}.00",
+                visitor_id=through,
+            )
+            if rng.random() < 0.2:
+                add(
+                    "purchases",
+                    f"c{n}",
+                    "refund",
+                    hour + 24,
+                    customer_id=f"c{n}",
+                    order_id=order,
+                    amount="5.00",
+                )
+    return events
+
+
+def arrival_order(
+    events: list[tuple[str, str, dict[str, Any]]], rng: random.Random
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """Any order, except that purchases and refunds keep theirs (a refund never comes
+    before its purchase); orders were drawn in no time order, so an earlier order often
+    arrives after a later one."""
+    shuffled = rng.sample(events, len(events))
+    purchases = iter([item for item in events if item[0] == "purchases"])
+    return [next(purchases) if item[0] == "purchases" else item for item in shuffled]
+
+
+@settings(max_examples=40, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate])
+@given(
+    seed=st.integers(0, 2**32),
+    primary=st.sampled_from(sorted(MODELS)),
+    loss_rate=st.sampled_from([0.0, 0.1, 0.3]),
+)
+def test_competing_referrals_give_the_ground_truth_tree(
+    seed: int, primary: str, loss_rate: float
+) -> None:
+    """Referrals and clicks competing for customers, in any order with redelivery: who
+    referred whom and every channel counter equal the ground truth, for every primary
+    model (which decides the referrer)."""
+    rng = random.Random(seed)
+    events = arrival_order(referral_contest(rng), rng)
+    topology = Topology(visitor_rules=VisitorRules(primary_model=primary))
+    publish(topology, events)
+    topology.run(rng, loss_rate)
+
+    truth = ground_truth((event for _, _, event in events), primary=primary)
+    assert channel_buckets(topology) == {
+        channel: days for channel, days in truth.buckets.items() if days
+    }
+    for customer_id, expected in truth.customers.items():
+        record = topology.customers[customer_id]
+        assert record.acquisition_channel(primary) == expected.channel
+    assert_referral_tree(topology, truth)

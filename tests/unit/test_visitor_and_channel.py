@@ -99,6 +99,7 @@ def test_conversion_attributes_by_every_model_and_answers_repeats_identically() 
         },
         # the primary model (last touch) credits the social click of campaign spring
         "campaigns": {"social": {"spring": M}},
+        "referrer": None,  # no referral touch
     }
     repeat = handle_conversion(record, "c1", T, Source("visitor-updates", 0, 1), RULES)
     assert (repeat.status, repeat.messages) == (DUPLICATE, outcome.messages)
