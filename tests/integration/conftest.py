@@ -31,6 +31,7 @@ def stack() -> Iterator[StackEndpoints]:
 # an hour, which events are too late would depend on that pace. A week covers every batch;
 # tests of histories longer than that, or of the lateness itself, set their own.
 LATENESS_SECONDS = 7 * 86_400
+SOURCE_TOPICS = ("purchases", "ad-clicks", "referrals", "ad-spend", "identities", "fx-rates")
 
 
 class Deployment:
@@ -72,6 +73,25 @@ class Deployment:
             await producer.flush()
         finally:
             await producer.stop()
+
+    def sources_handled(self) -> float:
+        """Messages of the source topics the worker has handled, whatever the outcome."""
+        return sum(
+            value
+            for labels, value in self.gauges("ltvcac_events_total").items()
+            if dict(labels)["topic"] in SOURCE_TOPICS
+        )
+
+    async def publish_paced(
+        self, messages: list[tuple[str, str | None, bytes]], chunk: int = 1
+    ) -> None:
+        """Publish ``chunk`` messages at a time, each chunk once the worker has handled the
+        one before, so the worker sees this order (a backlog is read topic by topic)."""
+        before = self.sources_handled()
+        for start in range(0, len(messages), chunk):
+            await self.publish(messages[start : start + chunk])
+            done = before + min(start + chunk, len(messages))
+            await wait_until(lambda: self.sources_handled() >= done, what=f"{done} handled")  # noqa: B023
 
     async def read_topic(self, topic: str, count: int, timeout: float = 60.0) -> list[Any]:
         """The first ``count`` messages of a topic (all partitions)."""

@@ -23,7 +23,8 @@ import pytest
 
 from stream.demo import demo_events
 from stream.devstack import StackEndpoints
-from tests.integration.conftest import Deployment, encode, wait_until
+from tests.integration.conftest import Deployment, encode
+from tests.integration.events import wire
 from tests.integration.truth import wait_for_truth
 from tests.reference import expected_gauges, ground_truth, seconds
 
@@ -33,7 +34,6 @@ DAYS = 150
 LATENESS_SECONDS = DAYS * 86_400
 SHUFFLE_SECONDS = 5 * 86_400
 CHUNK = 100  # messages: about a day and a half of traffic, far less than the shuffle
-SOURCE_TOPICS = ("purchases", "ad-clicks", "referrals", "ad-spend")
 Message = tuple[str, str, dict[str, Any]]
 
 
@@ -49,24 +49,6 @@ def shuffled_within(events: list[Message], lateness: int, rng: random.Random) ->
     for message in moved:
         result.append(in_order[message[1]].pop(0) if message[0] == "purchases" else message)
     return result
-
-
-def sources_handled(deployment: Deployment) -> float:
-    return sum(
-        value
-        for labels, value in deployment.gauges("ltvcac_events_total").items()
-        if dict(labels)["topic"] in SOURCE_TOPICS
-    )
-
-
-async def publish_paced(deployment: Deployment, messages: list[Message]) -> None:
-    """Publish a chunk at a time, each once the worker has handled the one before, so the
-    worker sees the shuffled order (a backlog would be read topic by topic)."""
-    for start in range(0, len(messages), CHUNK):
-        chunk = messages[start : start + CHUNK]
-        await deployment.publish([(t, k, encode(e)) for t, k, e in chunk])
-        done = start + len(chunk)
-        await wait_until(lambda: sources_handled(deployment) >= done, what=f"{done} handled")  # noqa: B023
 
 
 def replay(deployment: Deployment, path: Path) -> subprocess.CompletedProcess[str]:
@@ -100,7 +82,7 @@ async def test_in_order_shuffled_and_replayed_histories_agree(
     try:
         await asyncio.gather(*(asyncio.to_thread(d.worker.start) for d in deployments))
         await live.publish([(t, k, encode(e)) for t, k, e in events])
-        await publish_paced(late, shuffled)
+        await late.publish_paced(wire(shuffled), CHUNK)
         result = await asyncio.to_thread(replay, replayed, history)
         assert result.returncode == 0, result.stderr
         for deployment in deployments:

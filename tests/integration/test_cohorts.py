@@ -25,8 +25,14 @@ the current month is April, and January, February and March are complete.
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
 import pytest
 
+from stream.devstack import StackEndpoints
 from tests.integration.conftest import Deployment, wait_until
 from tests.integration.events import click, purchase, refund, spend, wire
 
@@ -132,10 +138,28 @@ def close(actual: dict[str, float], expected: dict[str, float]) -> bool:
     )
 
 
+@pytest.fixture
+async def deployment(stack: StackEndpoints, tmp_path: Path) -> AsyncIterator[Deployment]:
+    """A worker whose "today" is the day of the newest event (an hour of lateness), fed
+    the history in event-time order so that nothing is too late."""
+    deployed = Deployment(stack, tmp_path, extra_env={"LTVCAC_ALLOWED_LATENESS_SECONDS": "3600"})
+    await asyncio.to_thread(deployed.worker.start)
+    try:
+        yield deployed
+    finally:
+        await asyncio.to_thread(deployed.cleanup)
+
+
+def in_time_order(
+    messages: list[tuple[str, str | None, bytes]],
+) -> list[tuple[str, str | None, bytes]]:
+    return sorted(messages, key=lambda message: json.loads(message[2])["occurred_at"])
+
+
 async def test_cohorts_in_redis_and_payback_from_the_cohort_curve_or_the_rate(
     deployment: Deployment,
 ) -> None:
-    await deployment.publish(HISTORY)
+    await deployment.publish_paced(in_time_order(HISTORY))
 
     def settled() -> bool:
         return (

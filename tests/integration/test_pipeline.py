@@ -153,6 +153,30 @@ async def test_scenario_gives_hand_computed_gauges_and_redis_values(
     assert deployment.redis.smembers(deployment.redis_prefix + "channels") == {*EXPECTED, "paid"}
 
 
+def newest_first(messages: list[tuple[str, str, bytes]]) -> list[tuple[str, str, bytes]]:
+    """The messages newest first, but the purchases topic in its own order (a shop sends a
+    customer's purchases and refunds in order; a refund never precedes its purchase)."""
+    by_time = sorted(messages, key=lambda m: json.loads(m[2])["occurred_at"], reverse=True)
+    purchases = iter([m for m in messages if m[0] == "purchases"])
+    return [next(purchases) if m[0] == "purchases" else m for m in by_time]
+
+
+async def test_the_scenario_published_newest_first_gives_the_same_figures(
+    deployment: Deployment,
+) -> None:
+    """Clicks, referrals and spend arrive after the purchases they led to: the customers
+    are attributed again as their touches arrive and end where the in-order run ends."""
+    reordered = newest_first(MESSAGES)
+    assert reordered != MESSAGES
+    await deployment.publish(reordered)
+    await wait_until(lambda: settled(deployment), what="the scenario to reach the gauges")
+    await wait_until(
+        lambda: deployment.redis_hash("customer:c4").get("referred_by") == "c1",
+        what="c4's referrer in Redis",
+    )
+    assert_scenario_figures(deployment)
+
+
 async def test_producer_retries_do_not_change_the_numbers(deployment: Deployment) -> None:
     await deployment.publish(MESSAGES + MESSAGES)  # every event delivered twice
 
