@@ -15,14 +15,23 @@ from prometheus_client import CollectorRegistry
 
 from schemas import topics as contract
 from stream.config import Settings
+from stream.domain.attribution import MODELS
 from stream.domain.channel import ChannelRecord
 from stream.domain.customer import CustomerRules
-from stream.domain.figures import ChannelFigures, LtvParams, channel_figures
+from stream.domain.figures import (
+    NO_CUSTOMERS,
+    NOT_SCORED,
+    ChannelFigures,
+    Figure,
+    LtvParams,
+    channel_figures,
+)
 from stream.domain.fx import FxRates, RateBook, fx_rates, table_book
 from stream.domain.lateness import event_today
+from stream.domain.predictive import CURRENT_FIT, Fit, Horizon
 from stream.domain.visitor import VisitorRules
 from stream.kafka_admin import INTERNAL_TOPICS
-from stream.metrics import ChannelFiguresCollector, PipelineCounters
+from stream.metrics import ChannelFiguresCollector, FitCollector, PipelineCounters
 from stream.serving.projection import RedisProjection
 from stream.transport import Transport
 
@@ -174,9 +183,9 @@ class SharedTable(BatchWrites, GlobalTable):
         await super().on_recovery_completed(active_tps | standby_tps, standby_tps)
 
 
-class RatesTable(SharedTable):
-    """The rates of the fx-rates topic. ``version`` changes with every write, whichever
-    worker made it, so that the merged rates are rebuilt only when rates change."""
+class VersionedTable(SharedTable):
+    """A shared table whose ``version`` changes with every write, whichever worker made
+    it, so that what is derived from it is computed again only when it changed."""
 
     version = 0
 
@@ -204,17 +213,26 @@ class Runtime:
     visitors: OwnedTable
     channels: OwnedTable
     watermarks: SharedTable  # channel -> its newest event time, when it led the deployment
-    fx_table: RatesTable  # currency -> [[day, "rate"], ...] from the fx-rates topic
+    fx_table: VersionedTable  # currency -> [[day, "rate"], ...] from the fx-rates topic
     fx_file: RateBook  # the rates of LTVCAC_FX_RATES_FILE
+    model_fits: VersionedTable  # "current" -> the latest predictive fit (Fit.to_json)
+    # customers partition -> {"version": fit version, "sums": channel -> model -> [sum of
+    # weight x CLV, sum of weights]}: the scores of its customers, by their channels
+    predictive_sums: VersionedTable
+    horizon: Horizon
     registry: CollectorRegistry
     counters: PipelineCounters
     projection: RedisProjection
     ltv_params: LtvParams
     watermark: int = 0  # the newest event time this worker knows, seconds since the epoch
     _fx: tuple[int, FxRates] | None = field(default=None, init=False)
-    # channel -> (the stored value it was computed from, today, figures): a stored value is
-    # replaced, never changed in place, so figures are computed once per change and day
-    _figures: dict[str, tuple[Any, int, ChannelFigures]] = field(default_factory=dict, init=False)
+    _fit: tuple[int, Fit | None] | None = field(default=None, init=False)
+    # channel -> (the stored value it was computed from, today and predictive versions,
+    # figures): a stored value is replaced, never changed in place, so figures are computed
+    # once per change, day and predictive score
+    _figures: dict[str, tuple[Any, tuple[int, int, int], ChannelFigures]] = field(
+        default_factory=dict, init=False
+    )
 
     @property
     def fx(self) -> FxRates:
@@ -225,6 +243,38 @@ class Runtime:
             topic = table_book(self.fx_table.items())
             self._fx = (version, fx_rates(self.settings.reporting_currency, self.fx_file, topic))
         return self._fx[1]
+
+    def current_fit(self) -> Fit | None:
+        """The latest predictive fit any worker published, or None before the first."""
+        version = self.model_fits.version
+        if self._fit is None or self._fit[0] != version:
+            stored = self.model_fits.get(CURRENT_FIT)
+            self._fit = (version, None if stored is None else Fit.from_json(stored))
+        return self._fit[1]
+
+    def predictive_ltv(self, channel: str) -> dict[str, Figure]:
+        """The channel's predictive LTV by model: the weighted mean CLV of its customers
+        with the current fit, once the customers of every partition are scored with it."""
+        current = self.current_fit()
+        if current is None:
+            return {}
+        sums: dict[str, list[float]] = {}
+        for partition in range(self.settings.topic_partitions):
+            scored = self.predictive_sums.get(str(partition))
+            if scored is None or scored["version"] != current.version:
+                return dict.fromkeys(MODELS, Figure.undefined(NOT_SCORED))
+            for model, (total, weight) in scored["sums"].get(channel, {}).items():
+                cell = sums.setdefault(model, [0.0, 0.0])
+                cell[0] += total
+                cell[1] += weight
+        return {
+            model: Figure(total / weight) if weight > 0 else Figure.undefined(NO_CUSTOMERS)
+            for model, (total, weight) in ((m, sums.get(m, [0.0, 0.0])) for m in MODELS)
+        }
+
+    def event_today(self) -> int:
+        """The event-time day the windows end on, from the watermark this worker knows."""
+        return event_today(self.watermark, self.settings.allowed_lateness_seconds)
 
     @property
     def customer_rules(self) -> CustomerRules:
@@ -267,12 +317,13 @@ class Runtime:
         attribution was retracted (all buckets empty) is not exported."""
         stored = self._stored_channels()
         today = self.today(ChannelRecord.stored_watermark(value) for _, value in stored)
+        versions = (today, self.model_fits.version, self.predictive_sums.version)
         result = []
         for channel, value in stored:
             if ChannelRecord.stored_is_empty(value):
                 continue
             cached = self._figures.get(channel)
-            if cached is None or cached[0] is not value or cached[1] != today:
+            if cached is None or cached[0] is not value or cached[1] != versions:
                 figures = channel_figures(
                     ChannelRecord.from_json(value),
                     today,
@@ -280,8 +331,9 @@ class Runtime:
                     self.settings.ltv_methods,
                     self.ltv_params,
                     campaign_top=self.settings.campaign_top_n,
+                    predictive=self.predictive_ltv(channel),
                 )
-                cached = self._figures[channel] = (value, today, figures)
+                cached = self._figures[channel] = (value, versions, figures)
             result.append(cached[2])
         return result
 
@@ -410,20 +462,31 @@ def create_runtime(settings: Settings, fx_file: RateBook) -> Runtime:
         visitors=table("visitors"),
         channels=table("channels"),
         watermarks=shared_table(SharedTable, "watermarks"),
-        fx_table=shared_table(RatesTable, "fx-rates"),
+        fx_table=shared_table(VersionedTable, "fx-rates"),
+        model_fits=shared_table(VersionedTable, "model-fits"),
+        predictive_sums=shared_table(VersionedTable, "predictive-sums"),
         fx_file=fx_file,
         registry=registry,
         counters=PipelineCounters(registry),
         projection=RedisProjection(
             settings.redis_url, settings.redis_key_prefix, settings.attribution_model
         ),
+        horizon=Horizon(
+            float(settings.predictive_horizon_years), float(settings.yearly_discount_rate)
+        ),
         ltv_params=LtvParams(
             settings.expected_lifetime_years,
             settings.yearly_retention_cost,
             settings.min_tenure_days,
+            settings.churn_inactive_days,
         ),
     )
-    registry.register(ChannelFiguresCollector(runtime.figures, settings.attribution_model))
+    registry.register(FitCollector(runtime.current_fit))
+    registry.register(
+        ChannelFiguresCollector(
+            runtime.figures, settings.attribution_model, settings.headline_ltv_method
+        )
+    )
     app.timer(settings.projection_interval_seconds, name="share_watermark")(runtime.share_watermark)
 
     from stream.agents import register_all

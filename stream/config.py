@@ -12,12 +12,12 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 WindowName = Literal["7d", "30d", "90d", "365d", "lifetime"]
-LtvMethod = Literal["historical", "formula"]
+LtvMethod = Literal["historical", "formula", "churn", "predictive"]
 AttributionModelName = Literal[
     "first_touch", "last_touch", "linear", "time_decay", "position_based"
 ]
 DEFAULT_WINDOWS: tuple[WindowName, ...] = ("30d", "90d", "lifetime")
-DEFAULT_METHODS: tuple[LtvMethod, ...] = ("historical", "formula")
+DEFAULT_METHODS: tuple[LtvMethod, ...] = ("historical", "formula", "churn", "predictive")
 
 
 class Settings(BaseSettings):
@@ -115,6 +115,38 @@ class Settings(BaseSettings):
         ge=1,
         le=365,
         description="Each customer counts as observed at least this long in purchase rates.",
+    )
+    churn_inactive_days: int = Field(
+        90,
+        ge=1,
+        le=3650,
+        description="A customer whose last order is this many days old or older has churned"
+        " (churn LTV).",
+    )
+    headline_ltv_method: LtvMethod = Field(
+        "historical",
+        description="LTV method of ltvcac_headline_ltv_cac_ratio (primary attribution model),"
+        " the series the alert rules watch.",
+    )
+
+    # Predictive LTV (BG/NBD and Gamma-Gamma)
+    predictive_horizon_years: Decimal = Field(
+        Decimal(3), gt=0, le=20, description="Horizon of the predictive CLV, years."
+    )
+    yearly_discount_rate: Decimal = Field(
+        Decimal("0.10"),
+        ge=0,
+        le=1,
+        description="Yearly discount rate of the predictive CLV (applied monthly).",
+    )
+    predictive_fit_interval_seconds: float = Field(
+        3600.0, gt=0, description="How often the predictive models are fitted again."
+    )
+    predictive_min_customers: int = Field(
+        200,
+        ge=10,
+        description="Fewest customers (and repeat customers for Gamma-Gamma) to fit with;"
+        " until then no predictive value is exported.",
     )
 
     # Outages of Kafka and Redis

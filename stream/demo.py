@@ -360,6 +360,7 @@ SESSION_TIMEOUT_SECONDS = 10
 # reads that backlog topic by topic: the lateness covers the simulated weeks it spans.
 LATENESS_SECONDS = 90 * DAY
 REFRESH_SECONDS = 2.0
+FIT_INTERVAL_SECONDS = 30  # the predictive LTV appears within a minute, and follows the shop
 PRODUCE_TICK_SECONDS = 0.05
 SCRAPE_FAILURES_TOLERATED = 3  # a busy worker may miss one scrape; three in a row is dead
 CATCH_UP_SECONDS = 15.0
@@ -430,6 +431,7 @@ TABLE_COLUMNS = (
     ("new cust 90d", 13),
     ("CAC 90d", 9),
     ("LTV hist", 9),
+    ("LTV pred", 9),
     ("LTV:CAC 90d", 12),
     ("payback 90d", 12),
 )
@@ -439,8 +441,9 @@ def render_table(samples: dict[Sample, float]) -> list[str]:
     """Per-channel figures from a ``/metrics`` scrape; ``paid`` and ``all`` (blended) last.
 
     Money in the reporting currency; figures of the primary attribution model; CAC fully
-    loaded; LTV is the ``historical`` method, LTV:CAC uses it with the 90-day CAC;
-    payback in months. Undefined figures show as a dash.
+    loaded; LTV is the ``historical`` method (and ``predictive`` beside it, once the model
+    is fitted), LTV:CAC uses the historical one with the 90-day CAC; payback in months.
+    Undefined figures show as a dash.
     """
     model = next(
         (
@@ -471,6 +474,15 @@ def render_table(samples: dict[Sample, float]) -> list[str]:
                     channel=channel,
                     model=model,
                     method="historical",
+                )
+            ),
+            _fmt(
+                _value(
+                    samples,
+                    "ltvcac_lifetime_value",
+                    channel=channel,
+                    model=model,
+                    method="predictive",
                 )
             ),
             _fmt(_value(samples, "ltvcac_ltv_cac_ratio", **window, method="historical")),
@@ -725,6 +737,7 @@ def run_dev(rate: float = 200.0, duration: float | None = None) -> None:
                     "LTVCAC_TOPIC_PARTITIONS": str(TOPIC_PARTITIONS),
                     "LTVCAC_SESSION_TIMEOUT_SECONDS": str(SESSION_TIMEOUT_SECONDS),
                     "LTVCAC_ALLOWED_LATENESS_SECONDS": str(LATENESS_SECONDS),
+                    "LTVCAC_PREDICTIVE_FIT_INTERVAL_SECONDS": str(FIT_INTERVAL_SECONDS),
                     "LTVCAC_STORE": "memory://",
                     "LTVCAC_DATA_DIR": str(workdir / "data"),
                 },

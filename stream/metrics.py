@@ -9,13 +9,17 @@ referral figures come from the blended record ``all`` and carry no channel label
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict
 
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from stream.domain.figures import ChannelFigures, Figure, ReferralFigures
+from stream.domain.predictive import BG_NBD, GAMMA_GAMMA, Fit
+from stream.domain.timeline import SECONDS_PER_DAY
 
 # Series of the referral figures: they come from the record ``all`` (no channel label).
 REFERRAL_SERIES = (
@@ -53,15 +57,21 @@ class PipelineCounters:
 class ChannelFiguresCollector(Collector):
     """Exports every channel's figures; ``source`` returns them fresh on each scrape."""
 
-    def __init__(self, source: Callable[[], Iterable[ChannelFigures]], primary_model: str) -> None:
+    def __init__(
+        self,
+        source: Callable[[], Iterable[ChannelFigures]],
+        primary_model: str,
+        headline_method: str,
+    ) -> None:
         self._source = source
         self._primary_model = primary_model
+        self._headline_method = headline_method
 
     def describe(self) -> list[GaugeMetricFamily]:
         return []  # figures are dynamic; skip the registration-time collect()
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        families = _Families()
+        families = _Families((self._primary_model, self._headline_method))
         for figures in self._source():
             families.add(figures)
         yield from families.all()
@@ -74,9 +84,69 @@ class ChannelFiguresCollector(Collector):
         yield primary
 
 
+class FitCollector(Collector):
+    """The health of the latest predictive fit (absent before the first): no channel label,
+    the fit is the deployment's."""
+
+    def __init__(self, source: Callable[[], Fit | None]) -> None:
+        self._source = source
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        fit = self._source()
+        if fit is None:
+            return
+        version = GaugeMetricFamily(
+            "ltvcac_predictive_fit_version", "Version of the predictive fit in use (1, 2, ...)."
+        )
+        version.add_metric([], fit.version)
+        age = GaugeMetricFamily(
+            "ltvcac_predictive_fit_age_seconds", "Seconds since the predictive fit in use was made."
+        )
+        age.add_metric([], max(time.time() - fit.fitted_at, 0.0))
+        event_day = GaugeMetricFamily(
+            "ltvcac_predictive_fit_event_day_timestamp_seconds",
+            "Start of the event-time day the fit measured customers' ages on.",
+        )
+        event_day.add_metric([], fit.today * SECONDS_PER_DAY)
+        customers = GaugeMetricFamily(
+            "ltvcac_predictive_fit_customers",
+            "Customers the fit used (gamma_gamma: those with repeat purchases and profit).",
+            labels=["fit"],
+        )
+        customers.add_metric([BG_NBD], fit.customers)
+        customers.add_metric([GAMMA_GAMMA], fit.repeat_customers)
+        likelihood = GaugeMetricFamily(
+            "ltvcac_predictive_fit_log_likelihood",
+            "Maximised log-likelihood of the fit, summed over its customers.",
+            labels=["fit"],
+        )
+        likelihood.add_metric([BG_NBD], fit.bg_nbd_log_likelihood)
+        likelihood.add_metric([GAMMA_GAMMA], fit.gamma_gamma_log_likelihood)
+        parameters = GaugeMetricFamily(
+            "ltvcac_predictive_fit_parameter",
+            "Fitted parameters: bg_nbd r, alpha (days), a, b; gamma_gamma p, q, v.",
+            labels=["fit", "parameter"],
+        )
+        for name, value in asdict(fit.bg_nbd).items():
+            parameters.add_metric([BG_NBD, name], value)
+        for name, value in asdict(fit.gamma_gamma).items():
+            parameters.add_metric([GAMMA_GAMMA, name], value)
+        yield from (version, age, event_day, customers, likelihood, parameters)
+
+
 class _Families:
-    def __init__(self) -> None:
+    def __init__(self, headline: tuple[str, str]) -> None:
         cw, cwm = ["channel", "window"], ["channel", "window", "model"]
+        self._headline = headline  # (attribution model, LTV method)
+        self.headline = _Defined(
+            "ltvcac_headline_ltv_cac_ratio",
+            "LTV:CAC of the primary attribution model and LTVCAC_HEADLINE_LTV_METHOD "
+            "(fully loaded CAC): the series the alert rules watch.",
+            cw,
+        )
         self.spend = GaugeMetricFamily(
             "ltvcac_spend",
             "Acquisition spend in the window, every category, reporting currency.",
@@ -179,6 +249,8 @@ class _Families:
             self.ltv.add([channel, model, method], ltv)
         for (window, model, method), ratio in figures.ratio.items():
             self.ratio.add([channel, window, model, method], ratio)
+            if (model, method) == self._headline:
+                self.headline.add([channel, window], ratio)
         for campaign, by_window in figures.top_campaigns.items():
             for window, campaign_figures in by_window.items():
                 labels = [channel, window, campaign]
@@ -204,7 +276,14 @@ class _Families:
         yield self.new_customers
         yield self.campaign_spend
         yield self.campaign_customers
-        for defined in (self.cac, self.payback, self.ltv, self.ratio, self.campaign_cac):
+        for defined in (
+            self.cac,
+            self.payback,
+            self.ltv,
+            self.ratio,
+            self.headline,
+            self.campaign_cac,
+        ):
             yield defined.values
             yield defined.flags
         yield self.referred

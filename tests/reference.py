@@ -292,6 +292,8 @@ def ground_truth(
         since = months_since_acquisition(customer, at)
         credit_cohort(customer, f"profit:{{model}}:{since}", profit)
         truth.watermark = max(truth.watermark, at)
+    for customer in truth.customers.values():
+        credit(customer, customer.last_order_at // DAY, "last_orders", 1)
     for refund in refunds:
         customer_id, _, amount, profit = orders[refund["order_id"]]
         customer = truth.customers[customer_id]
@@ -377,8 +379,10 @@ def expected_gauges(
     windows: Iterable[str] = ("30d", "90d", "lifetime"),
     lifetime_years: float = 3.0,
     min_tenure_days: int = 30,
+    churn_inactive_days: int = 90,
 ) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """Every defined channel gauge, by (name, labels), as the README defines them."""
+    """Every defined channel gauge, by (name, labels), as the README defines them (all
+    but the predictive LTV, which depends on when the model was fitted)."""
     today = max(truth.watermark - lateness_seconds, 0) // DAY
     gauges: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
 
@@ -422,6 +426,21 @@ def expected_gauges(
                 if orders > 0 and exposure > 0:
                     per_year = total(trailing, f"orders:{model}") / SCALE / exposure
                     ltv["formula"] = profit / orders * per_year * lifetime_years
+            # churn: active = last order within the threshold; churned in the last month =
+            # last order in the 30 days before the threshold
+            last = f"last_orders:{model}"
+            active = sum(c.get(last, 0) for d, c in days.items() if today - d < churn_inactive_days)
+            churned = sum(
+                c.get(last, 0)
+                for d, c in days.items()
+                if churn_inactive_days <= today - d < churn_inactive_days + 30
+            )
+            if active > 0 and churned > 0:
+                month_profit = sum(
+                    c.get(f"profit:{model}", 0) for d, c in days.items() if today - d < 30
+                )
+                per_active = month_profit / 100 / active  # both weighted: the scale cancels
+                ltv["churn"] = per_active / (churned / (active + churned))
             for method, value in ltv.items():
                 put("ltvcac_lifetime_value", value, channel=channel, model=model, method=method)
             trailing_profit = total(trailing, f"profit:{model}") / SCALE / 100
@@ -452,7 +471,13 @@ def expected_gauges(
     if truth.buckets.get("all"):
         gauges.update(
             referral_gauges(
-                truth, today, lateness_seconds, windows, lifetime_years, min_tenure_days
+                truth,
+                today,
+                lateness_seconds,
+                windows,
+                lifetime_years,
+                min_tenure_days,
+                churn_inactive_days,
             )
         )
     return gauges
@@ -465,6 +490,7 @@ def referral_gauges(
     windows: Iterable[str],
     lifetime_years: float,
     min_tenure_days: int,
+    churn_inactive_days: int,
 ) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     """The referral gauges, from the counters of ``all``."""
     days = truth.buckets["all"]
@@ -491,12 +517,14 @@ def referral_gauges(
     parts = Truth(watermark=truth.watermark)
     for day, counters in days.items():
         for model in MODELS:
-            for name in ("customers", "profit", "orders"):
+            for name in ("customers", "profit", "orders", "last_orders"):
                 everyone = counters.get(f"{name}:{model}", 0)
                 referred = counters.get(f"referred_{name}:{model}", 0)
                 parts.add("true", day, f"{name}:{model}", referred)
                 parts.add("false", day, f"{name}:{model}", everyone - referred)
-    part_gauges = expected_gauges(parts, lateness_seconds, windows, lifetime_years, min_tenure_days)
+    part_gauges = expected_gauges(
+        parts, lateness_seconds, windows, lifetime_years, min_tenure_days, churn_inactive_days
+    )
     for (name, labels), value in part_gauges.items():
         if name == "ltvcac_lifetime_value":
             label = dict(labels)

@@ -9,11 +9,12 @@ if TYPE_CHECKING:
 
 
 def register_all(runtime: Runtime) -> None:
-    from stream.agents import channels, customers, projection, rates, visitors, web
+    from stream.agents import channels, customers, predictive, projection, rates, visitors, web
 
     customers.register(runtime)
     visitors.register(runtime)
     channels.register(runtime)
     rates.register(runtime)
+    predictive.register(runtime)
     projection.register(runtime)
     web.register(runtime)

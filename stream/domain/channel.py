@@ -73,6 +73,16 @@ def orders_key(model: str) -> str:
     return f"orders:{model}"
 
 
+def last_orders_key(model: str) -> str:
+    """Customers whose latest order was on the bucket's day (for churn)."""
+    return f"last_orders:{model}"
+
+
+def customer_keys(model: str) -> tuple[str, ...]:
+    """The counters a customer puts in a channel's days under ``model``."""
+    return (customers_key(model), profit_key(model), orders_key(model), last_orders_key(model))
+
+
 # Referral counters, in ``all`` only (see Bucket).
 REFERRED = "referred"
 REFERRERS = "referrers"
@@ -87,8 +97,10 @@ def referred_key(counter: str) -> str:
 class Bucket:
     """One day of one channel: named integer counters, absent when zero.
 
-    ``spend:{category}`` in cents; ``customers:{model}``, ``profit:{model}`` (cents) and
-    ``orders:{model}`` in millionths, weighted by that attribution model's weights; on a
+    ``spend:{category}`` in cents; ``customers:{model}`` (acquired that day),
+    ``profit:{model}`` (cents), ``orders:{model}`` and ``last_orders:{model}`` (customers
+    whose latest order was that day) in millionths, weighted by that attribution model's
+    weights; on a
     channel's own record ``campaign_spend:{campaign}`` (cents) and
     ``campaign_customers:{campaign}`` (millionths, primary model).
 

@@ -51,7 +51,9 @@ from stream.domain.channel import (
     ChannelDelta,
     Source,
     campaign_customers_key,
+    customer_keys,
     customers_key,
+    last_orders_key,
     orders_key,
     profit_key,
     referred_key,
@@ -445,7 +447,7 @@ def _difference(old: dict[int, Bucket], new: dict[int, Bucket]) -> dict[int, Buc
     return change
 
 
-def _shares(weights: Weights) -> list[tuple[str, int]]:
+def channel_shares(weights: Weights) -> list[tuple[str, int]]:
     """The channels a customer counts in, with their weights: its attributed channels,
     ``all`` whole and ``paid`` for every channel but direct."""
     paid = WEIGHT_SCALE - weights.get(DIRECT, 0)
@@ -462,28 +464,31 @@ def _contribution(record: CustomerRecord, version: int) -> tuple[Contribution, i
     latest = max([o.at for _, o in orders] + [r.at for r in refunds], default=0)
     if model_weights is None or not orders:
         return _with_referrals(record, version, {}), latest
-    days: dict[int, list[int]] = {}  # day -> [customers, gross profit cents, orders]
+    # day -> [customers acquired, gross profit cents, orders, customers whose last order]
+    days: dict[int, list[int]] = {}
     for _, order in orders:
-        totals = days.setdefault(day_of(order.at), [0, 0, 0])
+        totals = days.setdefault(day_of(order.at), [0, 0, 0, 0])
         totals[1] += order.profit_cents
         totals[2] += 1
     for refund in refunds:
-        days.setdefault(day_of(refund.at), [0, 0, 0])[1] -= refund.profit_cents
+        days.setdefault(day_of(refund.at), [0, 0, 0, 0])[1] -= refund.profit_cents
     first = _first_order(orders)
     assert first is not None
-    days.setdefault(day_of(record.order_book[first].at), [0, 0, 0])[0] += 1
+    days.setdefault(day_of(record.order_book[first].at), [0, 0, 0, 0])[0] += 1
+    days[day_of(max(order.at for _, order in orders))][3] += 1
     contribution: Contribution = {}
     for model, weights in model_weights.items():
-        for channel, weight in _shares(weights):
+        for channel, weight in channel_shares(weights):
             if not weight:
                 continue
             buckets = contribution.setdefault(channel, {})
-            for day, (customers, profit, order_count) in days.items():
+            for day, (customers, profit, order_count, last) in days.items():
                 counts = buckets.setdefault(day, Bucket()).counts
                 for key, value in (
                     (customers_key(model), customers),
                     (profit_key(model), profit),
                     (orders_key(model), order_count),
+                    (last_orders_key(model), last),
                 ):
                     if value:
                         counts[key] = value * weight
@@ -515,7 +520,7 @@ def _cohorts(record: CustomerRecord, version: int) -> Contribution:
     month = month_of(acquired_at)
     cohorts: Contribution = {}
     for model, weights in model_weights.items():
-        for channel, weight in _shares(weights):
+        for channel, weight in channel_shares(weights):
             if not weight:
                 continue
             counts = cohorts.setdefault(channel, {}).setdefault(month, Bucket()).counts
@@ -535,7 +540,7 @@ def _with_referrals(
     extra: dict[int, dict[str, int]] = {}
     for day, bucket in contribution.get(REFERRAL, {}).items():
         for model in MODELS:
-            for key in (customers_key(model), profit_key(model), orders_key(model)):
+            for key in customer_keys(model):
                 if value := bucket.get(key):
                     extra.setdefault(day, {})[referred_key(key)] = value
     if (state := _referral_state(record, version)) is not None:

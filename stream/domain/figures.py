@@ -14,6 +14,13 @@ model m (customers, gross profit and orders weighted by m's weights):
 - formula LTV(m) = average order gross profit x orders per year x lifetime years
   - yearly retention cost x lifetime years; orders per year = orders in the
   trailing 365 days / exposure.
+- churn LTV(m) = monthly gross profit per active customer / monthly churn: active
+  customers ordered last within ``churn_inactive_days``; monthly churn = customers whose
+  last order is between that threshold and a month before it (they turned inactive in
+  the last month) / (those + the active ones); monthly gross profit = gross profit of
+  the last 30 days.
+- predictive LTV(m): the mean discounted CLV of the channel's customers from the fitted
+  BG/NBD and Gamma-Gamma models (``stream.domain.predictive``), weighted by m.
 - payback months(w, m), basis ``cohort``: when the channel's cohort LTV curve under m
   (``stream.domain.cohort.average_curve``) reaches the fully loaded CAC(w, m), the
   months until it does, interpolated linearly inside the month where it crosses;
@@ -40,7 +47,7 @@ A figure that cannot be computed is ``None`` with a reason, never 0 or infinity.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -55,7 +62,9 @@ from stream.domain.channel import (
     ChannelRecord,
     campaign_customers_key,
     campaign_spend_key,
+    customer_keys,
     customers_key,
+    last_orders_key,
     orders_key,
     profit_key,
     referred_key,
@@ -76,6 +85,10 @@ NO_CUSTOMERS = "no_customers"
 NO_ORDERS = "no_orders"
 NO_SPEND = "no_spend"
 NO_PROFIT = "no_profit"
+NO_CHURN = "no_churn"
+NOT_FITTED = "not_fitted"  # no predictive model fitted yet
+NOT_SCORED = "not_scored"  # fitted, but not every partition's customers scored with the fit
+PREDICTIVE = "predictive"
 NO_REFERRERS = "no_referrers"
 
 
@@ -109,6 +122,7 @@ class LtvParams:
     expected_lifetime_years: Decimal = Decimal(3)
     yearly_retention_cost: Decimal = Decimal(0)
     min_tenure_days: int = 30
+    churn_inactive_days: int = 90
 
 
 MEDIA_COST = "media"
@@ -192,11 +206,55 @@ def exposure_years(record: ChannelRecord, today: int, min_tenure_days: int, mode
     return total
 
 
+MONTH_DAYS = 30  # the month of the churn method
+
+
+@dataclass(frozen=True)
+class Activity:
+    """What the churn method reads from a channel's days, weighted customers of a model:
+    ``active`` ordered last within the inactivity threshold; ``churned`` crossed the
+    threshold in the last month (their last order is in the month before it);
+    ``month_profit_cents`` is the gross profit of the last month (weighted)."""
+
+    active: float
+    churned: float
+    month_profit_cents: float
+
+
+def activity(record: ChannelRecord, today: int, inactive_days: int, model: str) -> Activity:
+    """The churn basis of ``model`` on ``today``: one pass over the days."""
+    active = churned = profit = 0
+    last, gross = last_orders_key(model), profit_key(model)
+    for day, bucket in record.buckets.items():
+        age = today - day  # days since the bucket's day; later days count as today
+        if age < inactive_days:
+            active += bucket.get(last)
+        elif age < inactive_days + MONTH_DAYS:
+            churned += bucket.get(last)
+        if age < MONTH_DAYS:
+            profit += bucket.get(gross)
+    return Activity(active / WEIGHT_SCALE, churned / WEIGHT_SCALE, profit / WEIGHT_SCALE)
+
+
+def churn_ltv(basis: Activity) -> Figure:
+    """Monthly gross profit per active customer / monthly churn, where monthly churn is
+    the share of the customers active a month ago (active now or churned since) that
+    churned: undefined without active customers, or when nobody churned."""
+    if basis.active <= 0:
+        return Figure.undefined(NO_CUSTOMERS)
+    if basis.churned <= 0:
+        return Figure.undefined(NO_CHURN)
+    monthly_profit = basis.month_profit_cents / 100 / basis.active
+    churn = basis.churned / (basis.active + basis.churned)
+    return Figure(monthly_profit / churn)
+
+
 def ltv_figures(
-    totals: dict[str, Bucket], exposure: float, params: LtvParams, model: str
+    totals: dict[str, Bucket], exposure: float, basis: Activity, params: LtvParams, model: str
 ) -> dict[str, Figure]:
-    """LTV per method, in currency units per customer (``totals`` from ``window_totals``,
-    ``exposure`` from ``exposure_years``)."""
+    """LTV per method but ``predictive`` (which comes from the fitted model), in currency
+    units per customer (``totals`` from ``window_totals``, ``exposure`` from
+    ``exposure_years``, ``basis`` from ``activity``)."""
     lifetime = totals[LIFETIME]
     customers = lifetime.get(customers_key(model)) / WEIGHT_SCALE
     profit = lifetime.get(profit_key(model))
@@ -214,7 +272,7 @@ def ltv_figures(
         years = float(params.expected_lifetime_years)
         value = order_profit * orders_per_year * years - float(params.yearly_retention_cost) * years
         formula = Figure(value)
-    return {"historical": historical, "formula": formula}
+    return {"historical": historical, "formula": formula, "churn": churn_ltv(basis)}
 
 
 def monthly_profit_per_customer(totals: dict[str, Bucket], exposure: float, model: str) -> Figure:
@@ -233,8 +291,11 @@ def channel_figures(
     params: LtvParams,
     models: Iterable[str] = tuple(MODELS),
     campaign_top: int = 10,
+    predictive: Mapping[str, Figure] | None = None,
 ) -> ChannelFigures:
-    """Every exported figure of one channel as of event-time day ``today``."""
+    """Every exported figure of one channel as of event-time day ``today``;
+    ``predictive``: the channel's predictive LTV by model (``stream.domain.predictive``),
+    undefined with reason ``not_fitted`` where absent."""
     models, methods, windows = list(models), list(methods), list(windows)
     totals = window_totals(record, today, windows)
     ltv: dict[tuple[str, str], Figure] = {}
@@ -244,7 +305,9 @@ def channel_figures(
     month = month_of_day(today)
     for model in models:
         exposure = exposure_years(record, today, params.min_tenure_days, model)
-        by_method = ltv_figures(totals, exposure, params, model)
+        basis = activity(record, today, params.churn_inactive_days, model)
+        by_method = ltv_figures(totals, exposure, basis, params, model)
+        by_method[PREDICTIVE] = (predictive or {}).get(model, Figure.undefined(NOT_FITTED))
         ltv.update({(model, method): by_method[method] for method in methods})
         monthly[model] = monthly_profit_per_customer(totals, exposure, model)
         curves[model] = average_curve(record.cohorts, month, model)
@@ -324,8 +387,9 @@ def referral_figures(
         part_totals = window_totals(part, today, [])
         for model in models:
             exposure = exposure_years(part, today, params.min_tenure_days, model)
-            by_method = ltv_figures(part_totals, exposure, params, model)
-            ltv.update({(is_referred, model, m): by_method[m] for m in methods})
+            basis = activity(part, today, params.churn_inactive_days, model)
+            by_method = ltv_figures(part_totals, exposure, basis, params, model)
+            ltv.update({(is_referred, model, m): by_method[m] for m in methods if m in by_method})
     return ReferralFigures(share, referred, referrers, viral, ltv)
 
 
@@ -336,7 +400,7 @@ def _referral_part(record: ChannelRecord, referred: bool, models: list[str]) -> 
     for day, bucket in record.buckets.items():
         counts: dict[str, int] = {}
         for model in models:
-            for key in (customers_key(model), profit_key(model), orders_key(model)):
+            for key in customer_keys(model):
                 share = bucket.get(referred_key(key))
                 if value := share if referred else bucket.get(key) - share:
                     counts[key] = value

@@ -196,6 +196,8 @@ class RedisProjection:
         self._prefix = prefix
         self._primary_model = primary_model
         self._dirty: dict[str, CustomerRecord] = {}
+        # more fields of a customer's hash (its predictive scores), set by the worker
+        self.scorer: Callable[[CustomerRecord], RedisHash] = lambda _record: {}
         self._marker = f"{prefix}projection:writer:{uuid.uuid4().hex}"
         self._marker_written = False
         self._replace_cohort_months = self._redis.register_script(_REPLACE_COHORT_MONTHS)
@@ -277,10 +279,8 @@ class RedisProjection:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.exists(self._marker)
             for customer_id, record in batch.items():
-                pipe.hset(
-                    f"{self._prefix}customer:{customer_id}",
-                    mapping=customer_fields(record, self._primary_model),
-                )
+                fields = customer_fields(record, self._primary_model) | self.scorer(record)
+                pipe.hset(f"{self._prefix}customer:{customer_id}", mapping=fields)
                 if record.referrals.origins:  # it has referred someone, now or before
                     referrals = f"{self._prefix}referrals:{customer_id}"
                     pipe.delete(referrals)

@@ -98,6 +98,8 @@ def customer_hash(
         "attribution_models": json.dumps(
             {model: {"direct": 1.0} for model in MODELS}, sort_keys=True
         ),
+        "referred_by": "",
+        "referred_customers": "0",
     }
 
 

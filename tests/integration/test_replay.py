@@ -392,6 +392,8 @@ CUSTOMERS = {
         "acquisition_channel": "search",
         "attribution": '{"search": 1.0}',
         "attribution_models": every_model({"search": 1.0}),
+        "referred_by": "",
+        "referred_customers": "0",
     },
     "c2": {
         "revenue": "20.00",
@@ -403,6 +405,8 @@ CUSTOMERS = {
         "acquisition_channel": "direct",
         "attribution": '{"direct": 1.0}',
         "attribution_models": every_model({"direct": 1.0}),
+        "referred_by": "",
+        "referred_customers": "0",
     },
 }
 LIFETIME = {  # channel -> spend, new customers, historical LTV

@@ -397,7 +397,7 @@ def test_a_channel_whose_cohorts_have_no_complete_month_pays_back_at_the_rate() 
 def test_the_payback_gauge_has_one_series_per_window_and_model_labelled_with_its_basis() -> None:
     registry = CollectorRegistry()
     f = channel_figures(channel(9600), TODAY, ["lifetime", "7d"], [], PARAMS, [LAST])
-    registry.register(ChannelFiguresCollector(lambda: [f], LAST))
+    registry.register(ChannelFiguresCollector(lambda: [f], LAST, "historical"))
     lifetime = {"channel": "search", "window": "lifetime", "model": LAST}
     week = {"channel": "search", "window": "7d", "model": LAST}
     value = registry.get_sample_value("ltvcac_payback_months", {**lifetime, "basis": "cohort"})

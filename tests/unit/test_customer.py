@@ -69,28 +69,36 @@ def every_model(weights: dict[str, int]) -> dict[str, dict[str, int]]:
 
 
 def counters(
-    weights: dict[str, int], customers: int = 0, profit: int = 0, orders: int = 0
+    weights: dict[str, int], customers: int = 0, profit: int = 0, orders: int = 0, last: int = 0
 ) -> Bucket:
-    """One day's counters of whole ``customers``, ``profit`` cents and ``orders``, each
-    model weighted by ``weights[model]`` millionths; zero counters are absent."""
+    """One day's counters of whole ``customers``, ``profit`` cents, ``orders`` and
+    customers whose ``last`` order it was, each model weighted by ``weights[model]``
+    millionths; zero counters are absent."""
     counts = {}
     for model, weight in weights.items():
-        for name, value in (("customers", customers), ("profit", profit), ("orders", orders)):
+        for name, value in (
+            ("customers", customers),
+            ("profit", profit),
+            ("orders", orders),
+            ("last_orders", last),
+        ):
             if value * weight:
                 counts[f"{name}:{model}"] = value * weight
     return Bucket(counts)
 
 
-def acquired(customers: int = 0, profit: int = 0, orders: int = 0, weight: int = M) -> Bucket:
+def acquired(
+    customers: int = 0, profit: int = 0, orders: int = 0, weight: int = M, last: int = 0
+) -> Bucket:
     """The counters of every model when all models give the channel the same ``weight``."""
-    return counters(dict.fromkeys(MODELS, weight), customers, profit, orders)
+    return counters(dict.fromkeys(MODELS, weight), customers, profit, orders, last)
 
 
 def test_first_purchase_without_visitor_is_a_direct_acquisition() -> None:
     record = CustomerRecord("c1")
     outcome = handle_purchase(record, purchase("o1", "100.00", cost_of_goods="40"), src(5), RULES)
     assert outcome.status == APPLIED
-    expected = {DAY1: acquired(customers=1, profit=6000, orders=1)}
+    expected = {DAY1: acquired(customers=1, profit=6000, orders=1, last=1)}
     assert expected[DAY1].get("profit:linear") == 6_000_000_000
     # direct is not paid: no delta for ``paid``
     assert by_channel(outcome.deltas) == {"direct": expected, "all": expected}
@@ -150,19 +158,24 @@ def test_attribution_sends_acquisition_and_backlog_split_by_weight() -> None:
                 "orders:linear": 500_000,
                 "orders:position_based": 500_000,
                 "orders:time_decay": 250_000,
+                # the last order is o2's: the customer counts as ordering last on day 2
+                "last_orders:first_touch": 1_000_000,
+                "last_orders:linear": 500_000,
+                "last_orders:position_based": 500_000,
+                "last_orders:time_decay": 250_000,
             }
         ),
     }
     social = {"last_touch": M, "linear": H, "position_based": H, "time_decay": 750_000}
     assert deltas["social"] == {
         DAY1: counters(social, customers=1, profit=3000, orders=1),
-        DAY1 + 1: counters(social, profit=2500, orders=1),
+        DAY1 + 1: counters(social, profit=2500, orders=1, last=1),
     }
     # linear: half of the 30.00 to each channel, the whole of it to all
     assert deltas["social"][DAY1].get("profit:linear") == 1_500_000_000
     assert deltas["all"][DAY1].get("profit:linear") == 3_000_000_000
     # all and paid (no direct share) count the customer whole in every model
-    whole = {DAY1: acquired(1, 3000, 1), DAY1 + 1: acquired(0, 2500, 1)}
+    whole = {DAY1: acquired(1, 3000, 1), DAY1 + 1: acquired(0, 2500, 1, last=1)}
     assert deltas["all"] == deltas["paid"] == whole
     assert [record.acquisition_channel(model) for model in MODELS] == [
         "search",  # first touch
@@ -176,7 +189,9 @@ def test_attribution_sends_acquisition_and_backlog_split_by_weight() -> None:
         handle_purchase(record, purchase("o3", "10.00", day=3), src(7), RULES).deltas
     )
     assert sorted(third) == ["all", "paid", "search", "social"]
+    # and the last order moves from day 2 to day 3
     assert third["social"] == {
+        DAY1 + 1: counters(social, last=-1),
         DAY1 + 2: Bucket(
             {
                 "profit:last_touch": 300_000_000,
@@ -187,8 +202,12 @@ def test_attribution_sends_acquisition_and_backlog_split_by_weight() -> None:
                 "orders:linear": 500_000,
                 "orders:position_based": 500_000,
                 "orders:time_decay": 750_000,
+                "last_orders:last_touch": 1_000_000,
+                "last_orders:linear": 500_000,
+                "last_orders:position_based": 500_000,
+                "last_orders:time_decay": 750_000,
             }
-        )
+        ),
     }
 
 
@@ -198,10 +217,10 @@ def test_paid_counts_every_channel_but_direct() -> None:
     weights = every_model({"direct": 250_000, "search": 750_000})
     outcome = handle_attribution(record, "v1", AT1, weights, src(0, "customer-updates"))
     assert by_channel(outcome.deltas) == {
-        "all": {DAY1: acquired(1, 3000, 1)},
-        "direct": {DAY1: acquired(1, 3000, 1, weight=250_000)},
-        "paid": {DAY1: acquired(1, 3000, 1, weight=750_000)},
-        "search": {DAY1: acquired(1, 3000, 1, weight=750_000)},
+        "all": {DAY1: acquired(1, 3000, 1, last=1)},
+        "direct": {DAY1: acquired(1, 3000, 1, weight=250_000, last=1)},
+        "paid": {DAY1: acquired(1, 3000, 1, weight=750_000, last=1)},
+        "search": {DAY1: acquired(1, 3000, 1, weight=750_000, last=1)},
     }
     assert by_channel(outcome.deltas)["paid"][DAY1].get("profit:time_decay") == 2_250_000_000
 
@@ -296,7 +315,7 @@ def test_a_purchase_in_another_currency_counts_at_the_rate_of_its_day() -> None:
     assert outcome.status == APPLIED
     # 100.00 EUR x 1.10 = 110.00 USD; cost 40.00 EUR x 1.10 = 44.00 USD; profit 66.00 USD
     assert (record.revenue_cents, record.gross_profit_cents) == (11000, 6600)
-    expected = {DAY1: acquired(customers=1, profit=6600, orders=1)}
+    expected = {DAY1: acquired(customers=1, profit=6600, orders=1, last=1)}
     assert by_channel(outcome.deltas) == {"direct": expected, "all": expected}  # no paid
     # on 10 March the new rate: 10.00 EUR x 1.20 = 12.00 USD, profit 30% = 3.60 USD
     handle_purchase(record, euro_purchase("o2", "10.00", day=10), src(6), FX_RULES)
@@ -413,8 +432,11 @@ def test_new_weights_retract_the_old_channel_and_leave_all_unchanged() -> None:
     outcome = handle_attribution(record, "v1", AT1, revised, src(1, "customer-updates"))
     assert outcome.status == APPLIED
     moved = {"last_touch": M, "linear": H, "position_based": H, "time_decay": 400_000}
-    gained = {DAY1: counters(moved, 1, 3000, 1), DAY1 + 1: counters(moved, 0, 300, 1)}
-    given_back = {DAY1: counters(moved, -1, -3000, -1), DAY1 + 1: counters(moved, 0, -300, -1)}
+    gained = {DAY1: counters(moved, 1, 3000, 1), DAY1 + 1: counters(moved, 0, 300, 1, last=1)}
+    given_back = {
+        DAY1: counters(moved, -1, -3000, -1),
+        DAY1 + 1: counters(moved, 0, -300, -1, last=-1),
+    }
     # social gave back what search got, model by model (no first_touch counter moves);
     # all and paid: no delta
     assert by_channel(outcome.deltas) == {"search": gained, "social": given_back}
@@ -441,8 +463,8 @@ def test_a_direct_customer_whose_touch_comes_to_light_moves_to_paid() -> None:
         ),
     ]
     assert by_channel(outcomes[-1].deltas) == {
-        "all": {DAY1: acquired(1, 3000, 1)},
-        "direct": {DAY1: acquired(1, 3000, 1)},
+        "all": {DAY1: acquired(1, 3000, 1, last=1)},
+        "direct": {DAY1: acquired(1, 3000, 1, last=1)},
     }
     # a search click before the purchase arrives late: every model moves to search
     outcomes.append(
@@ -451,16 +473,16 @@ def test_a_direct_customer_whose_touch_comes_to_light_moves_to_paid() -> None:
         )
     )
     assert by_channel(outcomes[-1].deltas) == {
-        "direct": {DAY1: acquired(-1, -3000, -1)},
-        "paid": {DAY1: acquired(1, 3000, 1)},
-        "search": {DAY1: acquired(1, 3000, 1)},
+        "direct": {DAY1: acquired(-1, -3000, -1, last=-1)},
+        "paid": {DAY1: acquired(1, 3000, 1, last=1)},
+        "search": {DAY1: acquired(1, 3000, 1, last=1)},
     }
     for outcome in outcomes:
         for delta in outcome.deltas:
             channels[delta.channel].apply(delta)
     # direct is as if it never had the customer
     assert channels["direct"].buckets == {}
-    whole = {DAY1: acquired(1, 3000, 1)}
+    whole = {DAY1: acquired(1, 3000, 1, last=1)}
     assert channels["all"].buckets == channels["paid"].buckets == channels["search"].buckets
     assert channels["search"].buckets == whole
 
@@ -486,7 +508,7 @@ def test_an_earlier_order_arriving_late_becomes_the_acquisition() -> None:
     feb27 = DAY1 - 2
     # the customer moves to 27 February, still on the old weights until v2 answers; o1
     # stays an order of 1 March
-    moved = {DAY1: acquired(customers=-1), feb27: acquired(1, 300, 1)}
+    moved = {DAY1: acquired(customers=-1), feb27: acquired(1, 300, 1)}  # o1 stays the last
     assert moved[DAY1] == Bucket({f"customers:{model}": -M for model in MODELS})
     assert by_channel(outcome.deltas) == {"all": moved, "paid": moved, "social": moved}
     [conversion] = outcome.messages
@@ -505,10 +527,10 @@ def test_an_earlier_order_arriving_late_becomes_the_acquisition() -> None:
         src(2, "customer-updates"),
     )
     # the whole customer (both orders: 3.00 + 30.00) moves from social to display
-    customer = {feb27: acquired(1, 300, 1), DAY1: acquired(0, 3000, 1)}
+    customer = {feb27: acquired(1, 300, 1), DAY1: acquired(0, 3000, 1, last=1)}
     assert by_channel(fresh.deltas) == {
         "display": customer,
-        "social": {feb27: acquired(-1, -300, -1), DAY1: acquired(0, -3000, -1)},
+        "social": {feb27: acquired(-1, -300, -1), DAY1: acquired(0, -3000, -1, last=-1)},
     }
     assert record.acquisition_channel("first_touch") == "display"
 

@@ -250,6 +250,10 @@ def test_the_live_table_shows_the_primary_model_absent_figures_as_a_dash_and_all
             "ltvcac_lifetime_value",
             labels(channel="search", model="linear", method="historical"),
         ): 99.5,
+        (
+            "ltvcac_lifetime_value",
+            labels(channel="search", model="linear", method="predictive"),
+        ): 150.25,
         ("ltvcac_ltv_cac_ratio", labels(**search, model="linear", method="historical")): 3.3,
         ("ltvcac_payback_months", labels(**search, model="linear", basis="cohort")): 2.4,
         ("ltvcac_payback_months", labels(**search, model="last_touch", basis="rate")): 7.0,
@@ -257,6 +261,15 @@ def test_the_live_table_shows_the_primary_model_absent_figures_as_a_dash_and_all
     header, direct, search_row, paid, blended = render_table(samples)
     assert "LTV:CAC 90d" in header
     assert direct.split()[0] == "direct" and "—" in direct.split()
-    assert search_row.split() == ["search", "120.00", "4", "30.00", "99.50", "3.30", "2.4"]
+    assert search_row.split() == [
+        "search",
+        "120.00",
+        "4",
+        "30.00",
+        "99.50",
+        "150.25",
+        "3.30",
+        "2.4",
+    ]
     assert paid.split()[0] == "paid"
     assert blended.split()[0] == "all"

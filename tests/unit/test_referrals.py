@@ -381,7 +381,7 @@ def test_referral_gauges_and_redis_fields() -> None:
     windows = ["7d", "lifetime"]
     figures = channel_figures(all_record(), 100, windows, ["historical"], PARAMS, [LAST, LINEAR])
     registry = CollectorRegistry()
-    registry.register(ChannelFiguresCollector(lambda: [figures], LAST))
+    registry.register(ChannelFiguresCollector(lambda: [figures], LAST, "historical"))
 
     def sample(name: str, **labels: str) -> float | None:
         return registry.get_sample_value(name, labels)
