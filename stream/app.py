@@ -245,11 +245,15 @@ class Runtime:
         return self._fx[1]
 
     def current_fit(self) -> Fit | None:
-        """The latest predictive fit any worker published, or None before the first."""
+        """The newest predictive fit any worker published, or None before the first."""
         version = self.model_fits.version
         if self._fit is None or self._fit[0] != version:
             stored = self.model_fits.get(CURRENT_FIT)
-            self._fit = (version, None if stored is None else Fit.from_json(stored))
+            fit = None if stored is None else Fit.from_json(stored)
+            newest = None if self._fit is None else self._fit[1]
+            if newest is not None and (fit is None or fit.version < newest.version):
+                fit = newest  # a worker reads its own writes back later: older fits reappear
+            self._fit = (version, fit)
         return self._fit[1]
 
     def predictive_ltv(self, channel: str) -> dict[str, Figure]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import heapq
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ pytestmark = pytest.mark.integration
 START = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 LAST = "last_touch"
 HORIZON_DAYS = 3 * 365.25
+CHUNK = 500  # messages: a few days of the shops' traffic, well inside the week of lateness
 
 
 @pytest.fixture
@@ -37,8 +39,8 @@ async def deployment(stack: StackEndpoints, tmp_path: Path) -> AsyncIterator[Dep
         stack,
         tmp_path,
         extra_env={
-            "LTVCAC_PREDICTIVE_FIT_INTERVAL_SECONDS": "1",
-            "LTVCAC_PREDICTIVE_MIN_CUSTOMERS": "20",
+            "LTVCAC_PREDICTIVE_FIT_INTERVAL_SECONDS": "2",
+            "LTVCAC_PREDICTIVE_MIN_CUSTOMERS": "10",
         },
     )
     await asyncio.to_thread(deployed.worker.start)
@@ -49,7 +51,9 @@ async def deployment(stack: StackEndpoints, tmp_path: Path) -> AsyncIterator[Dep
 
 
 def history(days: int) -> list[tuple[str, str, dict[str, Any]]]:
-    return list(demo_events(11, START, days))
+    """Two demo shops' traffic merged in time: several hundred customers in four months."""
+    shops = [demo_events(seed, START, days) for seed in (11, 12)]
+    return list(heapq.merge(*shops, key=lambda message: message[2]["occurred_at"]))
 
 
 def purchase_days(events: list[tuple[str, str, dict[str, Any]]], customer: str) -> list[int]:
@@ -128,8 +132,10 @@ def orders_of(events: list[tuple[str, str, dict[str, Any]]], customer: str) -> i
 async def test_a_refit_changes_the_gauges_and_redis_without_a_restart(
     deployment: Deployment,
 ) -> None:
-    first = history(90)
-    await deployment.publish([(t, k, encode(e)) for t, k, e in first])
+    first = history(120)
+    # in event-time order, a chunk at a time: read as a backlog, the clicks' newest
+    # events would make older purchases too late
+    await deployment.publish_paced([(t, k, encode(e)) for t, k, e in first], CHUNK)
     customer = next(
         e["customer_id"]
         for _, _, e in first
@@ -154,10 +160,10 @@ async def test_a_refit_changes_the_gauges_and_redis_without_a_restart(
     assert samples[("ltvcac_predictive_fit_customers", label_set(fit="bg_nbd"))] == len(buyers)
     assert samples[("ltvcac_predictive_fit_age_seconds", frozenset())] >= 0
 
-    # two more months of the shop: the next fits see new purchases and older customers
-    everything = history(150)
+    # three more months of the shops: the next fits see new purchases and older customers
+    everything = history(210)
     more = everything[len(first) :]
-    await deployment.publish([(t, k, encode(e)) for t, k, e in more])
+    await deployment.publish_paced([(t, k, encode(e)) for t, k, e in more], CHUNK)
     stored_after, fit_after = await scored(
         deployment, customer, orders_of(everything, customer), today_after(everything)
     )
