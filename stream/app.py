@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+from faust.exceptions import ConsumerNotStarted
 from faust.tables import GlobalTable, Table
 from faust.types import TP
 from prometheus_client import CollectorRegistry
@@ -31,7 +32,13 @@ from stream.domain.lateness import event_today
 from stream.domain.predictive import CURRENT_FIT, Fit, Horizon
 from stream.domain.visitor import VisitorRules
 from stream.kafka_admin import INTERNAL_TOPICS
-from stream.metrics import ChannelFiguresCollector, FitCollector, PipelineCounters
+from stream.metrics import (
+    ChannelFiguresCollector,
+    FitCollector,
+    PipelineCollector,
+    PipelineCounters,
+    PipelineState,
+)
 from stream.serving.projection import RedisProjection
 from stream.transport import Transport
 
@@ -357,6 +364,23 @@ class Runtime:
         if newest is not None and watermarks[newest] > shared:
             self.watermarks[newest] = watermarks[newest]
 
+    def pipeline_state(self) -> PipelineState:
+        """The watermark, the lag of every assigned partition of the app's own topics (not
+        the changelogs) and the rebalances, for ``/metrics``."""
+        monitor = self.app.monitor
+        changelogs = self.app.tables.changelog_topics
+        try:
+            assigned = self.app.consumer.assignment()
+        except ConsumerNotStarted:
+            assigned = set()
+        lag = {}
+        for tp in assigned:
+            if tp.topic in changelogs or tp not in monitor.tp_end_offsets:
+                continue
+            committed = monitor.tp_committed_offsets.get(tp, 0)
+            lag[(tp.topic, tp.partition)] = max(monitor.tp_end_offsets[tp] - committed, 0)
+        return PipelineState(self.watermark, lag, monitor.rebalances)
+
     async def send(self, logical_topic: str, key: str, value: dict[str, Any]) -> None:
         await self.topics[logical_topic].send(key=key.encode(), value=json.dumps(value).encode())
 
@@ -486,6 +510,7 @@ def create_runtime(settings: Settings, fx_file: RateBook) -> Runtime:
         ),
     )
     registry.register(FitCollector(runtime.current_fit))
+    registry.register(PipelineCollector(runtime.pipeline_state))
     registry.register(
         ChannelFiguresCollector(
             runtime.figures, settings.attribution_model, settings.headline_ltv_method

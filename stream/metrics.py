@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 from prometheus_client import CollectorRegistry, Counter
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from stream.domain.figures import ChannelFigures, Figure, ReferralFigures
@@ -82,6 +82,48 @@ class ChannelFiguresCollector(Collector):
         )
         primary.add_metric([self._primary_model], 1)
         yield primary
+
+
+@dataclass(frozen=True)
+class PipelineState:
+    """What the pipeline health series show: the event-time watermark this worker knows
+    (seconds since the epoch), the consumer lag by (topic, partition) of the partitions
+    it is assigned, and the rebalances it has seen."""
+
+    watermark: int
+    lag: dict[tuple[str, int], int]
+    rebalances: int
+
+
+class PipelineCollector(Collector):
+    """Event-time watermark, consumer lag and rebalances of this worker."""
+
+    def __init__(self, source: Callable[[], PipelineState]) -> None:
+        self._source = source
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return []
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        state = self._source()
+        watermark = GaugeMetricFamily(
+            "ltvcac_event_time_watermark_seconds",
+            "Newest event time this worker knows (seconds since the epoch); time() minus it is"
+            " the event-time lag.",
+        )
+        watermark.add_metric([], state.watermark)
+        lag = GaugeMetricFamily(
+            "ltvcac_consumer_lag_messages",
+            "Messages of an assigned partition not yet committed (end offset - committed).",
+            labels=["topic", "partition"],
+        )
+        for (topic, partition), behind in sorted(state.lag.items()):
+            lag.add_metric([topic, str(partition)], behind)
+        rebalances = CounterMetricFamily(
+            "ltvcac_rebalances", "Consumer group rebalances this worker has taken part in."
+        )
+        rebalances.add_metric([], state.rebalances)
+        yield from (watermark, lag, rebalances)
 
 
 class FitCollector(Collector):
