@@ -18,6 +18,7 @@ import multiprocessing
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import astuple
 from typing import TYPE_CHECKING, Any
 
 from stream.domain.customer import CustomerRecord, channel_shares
@@ -45,6 +46,7 @@ def register(runtime: Runtime) -> None:
     # spawn, not fork: the worker runs threads (the Kafka consumer's) that fork would copy
     pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
     scored = {"version": 0}  # the fit this worker last scored its customers with
+    fitted_on: list[int | None] = [None]  # a hash of what the last fit saw: no refit without news
     settings = runtime.settings
 
     @runtime.app.timer(settings.predictive_fit_interval_seconds, name="fit_predictive")
@@ -54,6 +56,9 @@ def register(runtime: Runtime) -> None:
         today = runtime.event_today()
         summaries = [s async for s in _summaries(runtime, today)]
         current = runtime.current_fit()
+        seen = hash((today, *sorted(map(astuple, summaries))))
+        if current is not None and seen == fitted_on[0]:
+            return  # the same customers on the same day: the same fit
         version = (current.version if current else 0) + 1
         started = time.monotonic()
         loop = asyncio.get_running_loop()
@@ -65,6 +70,7 @@ def register(runtime: Runtime) -> None:
             log.info("predictive fit skipped reason=%s", reason)
             return
         runtime.model_fits[CURRENT_FIT] = fitted.to_json()
+        fitted_on[0] = seen
         log.info(
             "predictive fit version=%d customers=%d repeat_customers=%d seconds=%.2f"
             " r=%.4g alpha=%.4g a=%.4g b=%.4g p=%.4g q=%.4g v=%.4g",
@@ -89,14 +95,18 @@ def register(runtime: Runtime) -> None:
         partitions = runtime.customers.ready_partitions
         sums: dict[int, dict[str, dict[str, list[float]]]] = {p: {} for p in partitions}
         today = runtime.event_today()
-        count = 0
+        count = unscored = 0
         for index, (key, value) in enumerate(list(runtime.customers.owned_items())):
             if index % SLICE == SLICE - 1:
                 await asyncio.sleep(0)
             partition = runtime.customers.partition_of(key)
             record = CustomerRecord.from_json(value)
-            result = score_of(current, record, today, runtime)
-            if result is None or partition not in sums or record.model_weights is None:
+            summary = summary_of(record, today)
+            if summary is None or partition not in sums or record.model_weights is None:
+                continue
+            result = score_or_none(current, summary, runtime)
+            if result is None:
+                unscored += 1
                 continue
             _add(sums[partition], record, result.clv)
             runtime.projection.customer_changed(record)
@@ -108,10 +118,11 @@ def register(runtime: Runtime) -> None:
             }
         scored["version"] = current.version
         log.info(
-            "predictive scores version=%d partitions=%s customers=%d",
+            "predictive scores version=%d partitions=%s customers=%d unscored=%d",
             current.version,
             sorted(partitions),
             count,
+            unscored,
         )
 
     runtime.projection.scorer = lambda record: customer_score_fields(runtime, record)
@@ -131,15 +142,13 @@ async def _summaries(runtime: Runtime, today: int) -> AsyncIterator[Summary]:
             yield summary
 
 
-def score_of(model: Fit, record: CustomerRecord, today: int, runtime: Runtime) -> Score | None:
-    """The customer's score, or None without an order or when its score is not finite."""
-    summary = summary_of(record, today)
-    if summary is None:
-        return None
+def score_or_none(model: Fit, summary: Summary, runtime: Runtime) -> Score | None:
+    """The customer's score, or None when the closed forms cannot give a finite one (the
+    scoring pass counts those; the customer keeps no predictive value)."""
     try:
         return score(model, summary, runtime.horizon)
     except ValueError as error:
-        log.warning("predictive score skipped error=%s", error)
+        log.debug("predictive score skipped error=%s", error)
         return None
 
 
@@ -159,7 +168,8 @@ def customer_score_fields(runtime: Runtime, record: CustomerRecord) -> dict[str,
     current = runtime.current_fit()
     if current is None:
         return {}
-    result = score_of(current, record, runtime.event_today(), runtime)
+    summary = summary_of(record, runtime.event_today())
+    result = None if summary is None else score_or_none(current, summary, runtime)
     if result is None:
         return {}
     return {

@@ -285,12 +285,24 @@ def _hypergeometric_term(params: BgNbdParams, x: int, T: float, t: TimeOrTimes) 
 
     Evaluated after Euler's transformation 2F1(A, B; C; z) = (1-z)^(C-A-B) 2F1(C-A, C-B; C; z),
     which gives (1-z)^(a-1) * 2F1(a+b-1-r, a-1; a+b+x-1; z): the first two hypergeometric
-    parameters no longer grow with x, so the series stays short and cannot overflow.
+    parameters no longer grow with x, so the series stays short and cannot overflow; where
+    that overflows instead (large a and b), the untransformed term. ValueError when neither
+    is finite.
     """
     r, alpha, a, b = params.r, params.alpha, params.a, params.b
     z = t / (alpha + T + t)
-    term: TimeOrTimes = (1.0 - z) ** (a - 1) * hyp2f1(a + b - 1 - r, a - 1, a + b + x - 1, z)
-    return term
+    with np.errstate(invalid="ignore", over="ignore"):
+        term = (1.0 - z) ** (a - 1) * hyp2f1(a + b - 1 - r, a - 1, a + b + x - 1, z)
+        if not np.all(np.isfinite(term)):
+            # With a and b large (dropout probabilities concentrated around a/(a+b)) the
+            # transformed factors overflow and cancel: 0 x inf. The untransformed term
+            # of eq. 10 is fine there, its parameters being large anyway.
+            untransformed = (1.0 - z) ** (r + x) * hyp2f1(r + x, b + x, a + b + x - 1, z)
+            term = np.where(np.isfinite(term), term, untransformed)
+    if not np.all(np.isfinite(term)):
+        raise ValueError(f"eq. 10 cannot be evaluated for x={x}, T={T} with {params}")
+    result: TimeOrTimes = term if isinstance(t, np.ndarray) else float(term)
+    return result
 
 
 def expected_average_value(params: GammaGammaParams, x: int, mean_value: float) -> float:

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.integration
 START = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 LAST = "last_touch"
 HORIZON_DAYS = 3 * 365.25
-CHUNK = 500  # messages: a few days of the shops' traffic, well inside the week of lateness
+CHUNK = 600  # messages: about five days of the shops' traffic, inside the week of lateness
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ async def deployment(stack: StackEndpoints, tmp_path: Path) -> AsyncIterator[Dep
         stack,
         tmp_path,
         extra_env={
-            "LTVCAC_PREDICTIVE_FIT_INTERVAL_SECONDS": "2",
+            "LTVCAC_PREDICTIVE_FIT_INTERVAL_SECONDS": "3",
             "LTVCAC_PREDICTIVE_MIN_CUSTOMERS": "10",
         },
     )
@@ -132,7 +132,7 @@ def orders_of(events: list[tuple[str, str, dict[str, Any]]], customer: str) -> i
 async def test_a_refit_changes_the_gauges_and_redis_without_a_restart(
     deployment: Deployment,
 ) -> None:
-    first = history(120)
+    first = history(90)
     # in event-time order, a chunk at a time: read as a backlog, the clicks' newest
     # events would make older purchases too late
     await deployment.publish_paced([(t, k, encode(e)) for t, k, e in first], CHUNK)
@@ -160,8 +160,8 @@ async def test_a_refit_changes_the_gauges_and_redis_without_a_restart(
     assert samples[("ltvcac_predictive_fit_customers", label_set(fit="bg_nbd"))] == len(buyers)
     assert samples[("ltvcac_predictive_fit_age_seconds", frozenset())] >= 0
 
-    # three more months of the shops: the next fits see new purchases and older customers
-    everything = history(210)
+    # two more months of the shops: the next fits see new purchases and older customers
+    everything = history(150)
     more = everything[len(first) :]
     await deployment.publish_paced([(t, k, encode(e)) for t, k, e in more], CHUNK)
     stored_after, fit_after = await scored(

@@ -240,17 +240,22 @@ async def test_workers_share_take_over_and_rebalance_with_exact_figures(
         await settle([b, c], final, "the new event-time day on both workers")
         assert a.running is False and b.running and c.running
 
-        await wait_until(
-            lambda: (
-                not customer_differences(deployment, final)
-                and not channel_differences(deployment, final)
-                and not cohort_differences(deployment, final)
-            ),
-            what="every customer, channel and cohort in Redis",
-        )
+        def redis_differences() -> list[str]:
+            return (
+                customer_differences(deployment, final)
+                + channel_differences(deployment, final)
+                + cohort_differences(deployment, final, LATENESS_SECONDS)
+            )
+
+        try:
+            await wait_until(
+                lambda: not redis_differences(), what="every customer, channel and cohort in Redis"
+            )
+        except pytest.fail.Exception:
+            pytest.fail("Redis differs from the ground truth:\n" + "\n".join(redis_differences()))
         assert customer_differences(deployment, final) == []
         assert channel_differences(deployment, final) == []
-        assert cohort_differences(deployment, final) == []
+        assert cohort_differences(deployment, final, LATENESS_SECONDS) == []
         assert differences([b, c], final) == []
     finally:
         for worker in (a, b, c):

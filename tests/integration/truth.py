@@ -92,9 +92,10 @@ def referral_differences(deployment: Deployment, truth: Truth) -> list[str]:
     ]
 
 
-def cohort_differences(deployment: Deployment, truth: Truth) -> list[str]:
-    """Redis cohort hashes and sets of every channel against the ground truth."""
-    expected = expected_cohorts(truth)
+def cohort_differences(deployment: Deployment, truth: Truth, lateness_seconds: int) -> list[str]:
+    """Redis cohort hashes and sets of every channel against the ground truth, for a
+    deployment with that lateness (which decides the current month)."""
+    expected = expected_cohorts(truth, lateness_seconds)
     problems = []
     channels = expected.keys() | truth.buckets.keys()
     for channel in sorted(channels):

@@ -181,6 +181,66 @@ def test_scoring_matches_quadrature(
     assert clv.probability_alive(params, x, t_x, T) == pytest.approx(alive_reference, rel=1e-9)
 
 
+CONCENTRATED = clv.BgNbdParams(r=0.5664, alpha=36.73, a=2450.0, b=6612.0)  # a fit seen (days)
+
+
+def posterior_with_concentrated_dropout(
+    params: clv.BgNbdParams, x: int, t_x: float, T: float, t: float
+) -> tuple[float, float]:
+    """As ``bg_nbd_posterior_by_quadrature``, for a Beta(a, b) so narrow that quad's
+    algebraic weight fails: the density is evaluated in logs and integrated over +-12
+    standard deviations around its mean, where all of its mass is."""
+    r, alpha, a, b = params.r, params.alpha, params.a, params.b
+    n = r + x
+    mean = a / (a + b)
+    spread = 12 * math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))
+    log_beta = math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
+
+    def density(p: float) -> float:
+        return math.exp((a - 1) * math.log(p) + (b - 1) * math.log1p(-p) - log_beta)
+
+    def integrate(f: Callable[[float], float]) -> float:
+        low, high = max(mean - spread, 1e-12), min(mean + spread, 1 - 1e-12)
+        value, _ = quad(lambda p: f(p) * density(p), low, high, epsabs=0, epsrel=1e-11, limit=200)
+        return float(value)
+
+    def alive(p: float) -> float:
+        return float((1 - p) ** x)
+
+    def dropped(p: float) -> float:
+        return p * (1 - p) ** (x - 1) * ((alpha + T) / (alpha + t_x)) ** n if x > 0 else 0.0
+
+    def alive_times_future(p: float) -> float:
+        return float((1 - p) ** x * -math.expm1(-n * math.log1p(p * t / (alpha + T))) / p)
+
+    evidence = integrate(alive) + integrate(dropped)
+    return integrate(alive_times_future) / evidence, integrate(alive) / evidence
+
+
+@pytest.mark.parametrize(
+    ("x", "t_x", "T", "t"),
+    [
+        (0, 0.0, 0.0, 1096.0),
+        (0, 0.0, 50.0, 365.0),
+        (2, 30.0, 60.0, 1096.0),
+        (5, 100.0, 120.0, 1096.0),
+    ],
+)
+def test_scoring_with_concentrated_dropout_matches_quadrature(
+    x: int, t_x: float, T: float, t: float
+) -> None:
+    """Large a and b overflow the transformed eq. 10; the untransformed one takes over."""
+    expected_reference, alive_reference = posterior_with_concentrated_dropout(
+        CONCENTRATED, x, t_x, T, t
+    )
+    assert clv.expected_purchases(CONCENTRATED, x, t_x, T, t) == pytest.approx(
+        expected_reference, rel=1e-7
+    )
+    assert clv.probability_alive(CONCENTRATED, x, t_x, T) == pytest.approx(
+        alive_reference, rel=1e-7
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Closed forms against Monte Carlo simulation of the generative processes
 # ---------------------------------------------------------------------------------------------
