@@ -232,6 +232,7 @@ class Runtime:
     projection: RedisProjection
     ltv_params: LtvParams
     watermark: int = 0  # the newest event time this worker knows, seconds since the epoch
+    kafka_watch: Any = None  # stream.kafka_admin.KafkaWatch of a running worker
     _fx: tuple[int, FxRates] | None = field(default=None, init=False)
     _fit: tuple[int, Fit | None] | None = field(default=None, init=False)
     # channel -> (the stored value it was computed from, today and predictive versions,

@@ -1,4 +1,5 @@
-"""The ``ltvcac`` command: ``worker`` runs the service, ``dev`` the demo, ``replay`` a backfill."""
+"""The ``ltvcac`` command: ``worker`` runs the service, ``dev`` the demo, ``replay`` a backfill;
+``customer``, ``channels`` and ``top`` read what it computed."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from stream.config import Settings
 from stream.domain.fx import RateBook, RatesFileError, parse_rates_file
 from stream.errors import ConfigurationError, LtvCacError
 from stream.kafka_admin import client_options
+from stream.serving import query_cli
 
 
 def _settings() -> Settings:
@@ -97,7 +99,7 @@ def run_worker(settings: Settings) -> None:
         return
     tolerate_cancelled_fetches()
     runtime = create_runtime(settings, fx_file)
-    watch = KafkaWatch(settings)
+    watch = runtime.kafka_watch = KafkaWatch(settings)
 
     class _Worker(Worker):
         async def on_stop(self) -> None:  # before the app and the watch stop
@@ -359,6 +361,7 @@ def main(argv: list[str] | None = None) -> None:
     replay_cmd.add_argument(
         "-v", "--verbose", action="store_true", help="show the Kafka client log"
     )
+    query_cli.add_commands(commands)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if args.command == "worker":
@@ -372,6 +375,8 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(f"ltvcac dev: {error}")
     elif args.command == "replay":
         sys.exit(run_replay(args))
+    else:
+        sys.exit(query_cli.run(args))
 
 
 if __name__ == "__main__":

@@ -149,6 +149,17 @@ class Settings(BaseSettings):
         " until then no predictive value is exported.",
     )
 
+    # HTTP API
+    api_tokens: list[str] = Field(
+        default_factory=list,
+        description="Bearer tokens accepted by the /v1 API, JSON list; none: customer-level"
+        " endpoints answer 401.",
+    )
+    api_public_aggregates: bool = Field(
+        False,
+        description="Serve the aggregate /v1 endpoints (channels, cohorts) without a token.",
+    )
+
     # Outages of Kafka and Redis
     retry_max_seconds: float = Field(
         30.0,

@@ -238,6 +238,11 @@ class KafkaWatch(Service):
         self._trouble = asyncio.Event()
         self._unreachable = False
 
+    @property
+    def reachable(self) -> bool:
+        """False while an outage is under way (since the last failed probe)."""
+        return not self._unreachable
+
     async def on_start(self) -> None:
         loop = asyncio.get_running_loop()
 

@@ -10,6 +10,7 @@ if TYPE_CHECKING:
 
 def register_all(runtime: Runtime) -> None:
     from stream.agents import channels, customers, predictive, projection, rates, visitors, web
+    from stream.serving import api
 
     customers.register(runtime)
     visitors.register(runtime)
@@ -18,3 +19,4 @@ def register_all(runtime: Runtime) -> None:
     predictive.register(runtime)
     projection.register(runtime)
     web.register(runtime)
+    api.register(runtime)

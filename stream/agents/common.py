@@ -157,14 +157,15 @@ async def publish(runtime: Runtime, message: Any, outcome: Outcome) -> None:
 
 async def send_dead_letter(runtime: Runtime, message: Any, rejection: Rejection) -> None:
     topic = logical_topic(runtime, message.topic)
+    # The detail may name customers or orders: only at debug level (it is in the letter).
     log.info(
-        "dead letter reason=%s topic=%s partition=%d offset=%d detail=%s",
+        "dead letter reason=%s topic=%s partition=%d offset=%d",
         rejection.reason,
         topic,
         message.partition,
         message.offset,
-        rejection.detail,
     )
+    log.debug("dead letter offset=%d detail=%s", message.offset, rejection.detail)
     runtime.counters.dead_letters.labels(rejection.reason).inc()
     envelope = dead_letter(
         rejection, topic, message.partition, message.offset, message.key, message.value

@@ -62,11 +62,28 @@ from stream.domain.cohort import CohortRow, month_name
 from stream.domain.customer import CustomerRecord
 from stream.domain.figures import ChannelFigures, ReferralFigures
 from stream.domain.money import WEIGHT_SCALE
+from stream.serving.reader import LAYOUT_VERSION
 
 log = logging.getLogger(__name__)
 RedisHash = dict[Any, str]  # field -> value; redis-py types its keys loosely
 # The writer marker outlives any pause between two writes of a running worker.
 _MARKER_TTL_SECONDS = 3600
+# KEYS[1]: the set of channels; ARGV: the prefix of the top sets, a customer id, its
+# acquisition channel ("" if none yet), then (method, score) pairs. Puts the customer in
+# each method's overall set and its channel's set, and out of every other channel's.
+_PLACE_IN_TOP = """
+local prefix, customer, channel = ARGV[1], ARGV[2], ARGV[3]
+local channels = redis.call('SMEMBERS', KEYS[1])
+for i = 4, #ARGV, 2 do
+  local top = prefix .. ARGV[i]
+  redis.call('ZADD', top, ARGV[i + 1], customer)
+  for _, other in ipairs(channels) do
+    if other ~= channel then redis.call('ZREM', top .. ':' .. other, customer) end
+  end
+  if channel ~= '' then redis.call('ZADD', top .. ':' .. channel, ARGV[i + 1], customer) end
+end
+return 0
+"""
 # KEYS[1]: a channel's set of cohort months; ARGV[1]: the key prefix of its cohort
 # hashes; ARGV[2..]: the months it has now. Deletes the hashes of the months it lost and
 # makes the set the months it has. It names the hashes it deletes itself (not in KEYS):
@@ -172,6 +189,15 @@ def referral_fields(figures: ReferralFigures) -> RedisHash:
     return fields
 
 
+def _top_scores(fields: RedisHash) -> list[str]:
+    """The acquisition channel, then (method, score) pairs for the top sets: the gross
+    profit to date, and the predicted CLV once the customer has one."""
+    scores = [fields["acquisition_channel"], "historical", fields["gross_profit"]]
+    if "predicted_clv" in fields:
+        scores += ["predictive", fields["predicted_clv"]]
+    return scores
+
+
 def cohort_fields(row: CohortRow) -> RedisHash:
     """The Redis hash of one acquisition month of a channel."""
     fields: RedisHash = {
@@ -201,10 +227,16 @@ class RedisProjection:
         self._marker = f"{prefix}projection:writer:{uuid.uuid4().hex}"
         self._marker_written = False
         self._replace_cohort_months = self._redis.register_script(_REPLACE_COHORT_MONTHS)
+        self._place_in_top = self._redis.register_script(_PLACE_IN_TOP)
         self._failures = 0
         self._failing_since = 0.0
         self._retry_in = 0.0
         self._retry_at = 0.0
+
+    @property
+    def client(self) -> Any:
+        """The Redis client (``redis.asyncio``), for readers of the projection."""
+        return self._redis
 
     def customer_changed(self, record: CustomerRecord) -> None:
         self._dirty[record.customer_id] = record
@@ -281,6 +313,11 @@ class RedisProjection:
             for customer_id, record in batch.items():
                 fields = customer_fields(record, self._primary_model) | self.scorer(record)
                 pipe.hset(f"{self._prefix}customer:{customer_id}", mapping=fields)
+                await self._place_in_top(
+                    keys=[f"{self._prefix}channels"],
+                    args=[f"{self._prefix}top:", customer_id, *_top_scores(fields)],
+                    client=pipe,
+                )
                 if record.referrals.origins:  # it has referred someone, now or before
                     referrals = f"{self._prefix}referrals:{customer_id}"
                     pipe.delete(referrals)
@@ -301,6 +338,7 @@ class RedisProjection:
                 pipe.delete(f"{self._prefix}campaigns:{channel}")
                 pipe.srem(f"{self._prefix}channels", channel)
                 await self._write_cohorts(pipe, channel, {})
+            pipe.set(f"{self._prefix}layout_version", LAYOUT_VERSION)
             pipe.set(self._marker, "1", ex=_MARKER_TTL_SECONDS)
             results = await pipe.execute()
         return bool(results[0])
