@@ -31,6 +31,10 @@ Layout (prefix from ``LTVCAC_REDIS_KEY_PREFIX``):
 - ``{prefix}cohorts:{channel}`` set: the channel's cohort months (``YYYY-MM``). A month
   that no longer has customers loses its hash and its member (a Lua script run in the
   same transaction compares the set with the months written).
+- ``{prefix}top:{method}`` and ``{prefix}top:{method}:{channel}`` sorted sets: customers by
+  gross profit to date (``historical``) or predicted CLV (``predictive``), overall and by
+  the primary model's acquisition channel (a Lua script moves a re-attributed customer).
+- ``{prefix}layout_version`` string: ``reader.LAYOUT_VERSION``.
 - ``{prefix}projection:writer:{id}`` string with a one-hour expiry, one per running
   worker: set by each write, so that a worker notices when Redis lost what it wrote.
 
