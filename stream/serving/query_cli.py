@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from stream.config import Settings
-from stream.serving.reader import TOP_METHODS, ChannelQuery, QueryError, Reader
+from stream.serving.reader import LAYOUT_VERSION, TOP_METHODS, ChannelQuery, QueryError, Reader
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 TOKEN_VARIABLE = "LTVCAC_API_TOKEN"  # the bearer token the commands send with --api
@@ -79,6 +79,11 @@ async def _ask_redis(args: argparse.Namespace, settings: Settings) -> Any:
     client = aioredis.from_url(settings.redis_url, socket_connect_timeout=5.0)
     reader = Reader(client, settings.redis_key_prefix)
     try:
+        layout = await reader.layout_version()
+        if layout not in (None, LAYOUT_VERSION):
+            raise QueryError(
+                f"Redis holds layout version {layout}; this ltvcac reads {LAYOUT_VERSION}"
+            )
         if args.command == "customer":
             return await reader.customer(args.customer_id)
         if args.command == "channels":
