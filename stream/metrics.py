@@ -24,7 +24,7 @@ from stream.domain.timeline import SECONDS_PER_DAY
 # The client library would add a gauge ``<counter>_created`` (a Unix time) beside each
 # counter in the text format, described by the counter's help text: a second series per
 # counter, mislabelled, that no rule or dashboard reads. Off for the whole process.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus_client
 
 # Series of the referral figures: they come from the record ``all`` (no channel label).
 REFERRAL_SERIES = (
