@@ -1,8 +1,9 @@
 """A webhook receiver for Alertmanager that prints every alert it is sent.
 
 One JSON object a line on standard output, per alert of each notification: the
-receiver, the status (firing or resolved), the labels, the annotations and when it
-started. `docker compose logs -f alert-log` shows them; the end-to-end test reads them.
+receiver, the labels the notification was grouped by, the status (firing or resolved),
+the labels, the annotations and when it started. `docker compose logs -f alert-log`
+shows them; the end-to-end test reads them.
 Standard library only, so any Python 3.11 image runs it.
 
     python webhook_log.py [--host 0.0.0.0] [--port 9095]
@@ -16,6 +17,7 @@ import argparse
 import json
 import signal
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from typing import Any
@@ -27,6 +29,7 @@ def alert_lines(payload: dict[str, Any]) -> list[str]:
         json.dumps(
             {
                 "receiver": payload.get("receiver"),
+                "group": payload.get("groupLabels", {}),
                 "status": alert.get("status"),
                 "labels": alert.get("labels", {}),
                 "annotations": alert.get("annotations", {}),
@@ -38,6 +41,9 @@ def alert_lines(payload: dict[str, Any]) -> list[str]:
     ]
 
 
+_OUTPUT = threading.Lock()  # notifications arrive on several threads: whole lines only
+
+
 class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -46,8 +52,9 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             self.send_error(400, "the body is not JSON")
             return
-        for line in alert_lines(payload):
-            print(line, flush=True)
+        with _OUTPUT:
+            sys.stdout.write("".join(f"{line}\n" for line in alert_lines(payload)))
+            sys.stdout.flush()
         self.send_response(200)
         self.end_headers()
 

@@ -204,8 +204,8 @@ class Webhook:
         self._output = output
 
     def received(self) -> list[dict[str, Any]]:
-        lines = self._output.read_text().splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
+        *complete, _partial = self._output.read_text().split("\n")  # a line may be half-written
+        return [json.loads(line) for line in complete if line.strip()]
 
 
 @contextlib.contextmanager
