@@ -4,6 +4,7 @@ and `amtool check-config`; and every alert rule is documented and unit-tested bo
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,10 @@ def test_every_rule_has_a_severity_and_tells_what_happened_and_where_to_look() -
         annotations = rule.get("annotations", {})
         assert annotations.get("summary"), f"{name}: no summary"
         description = annotations.get("description", "")
-        assert "ltvcac_" in description or "up" in rule["expr"], f"{name}: names no series"
+        series = set(re.findall(r"\b(ltvcac_[a-z_]+|up)\b", rule["expr"]))
+        assert series & set(re.findall(r"\b(ltvcac_[a-z_]+|up)\b", description)), (
+            f"{name}: the description names none of the series {series}"
+        )
         assert "/d/ltvcac-" in description, f"{name}: names no dashboard"
         assert annotations.get("dashboard", "").startswith("/d/ltvcac-"), f"{name}: dashboard"
 
