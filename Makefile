@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench schemas clean
+.PHONY: demo test tools lint bench schemas clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,12 +15,21 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/ltvcac dev
 
-test: $(STAMP) lint
+test: $(STAMP) tools lint
 	$(BIN)/python -m pytest tests
 
+# Prometheus, Alertmanager, promtool and amtool for tests/e2e (Debian packages; sudo unless root)
+tools:
+	@command -v promtool >/dev/null && command -v amtool >/dev/null \
+	  && command -v prometheus >/dev/null && command -v prometheus-alertmanager >/dev/null \
+	  || { SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	       $$SUDO apt-get update -qq \
+	       && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+	            prometheus prometheus-alertmanager; }
+
 lint: $(STAMP)
-	$(BIN)/ruff check stream schemas tests bench
-	$(BIN)/ruff format --check stream schemas tests bench
+	$(BIN)/ruff check stream schemas tests bench deploy
+	$(BIN)/ruff format --check stream schemas tests bench deploy
 	$(BIN)/mypy
 
 bench: $(STAMP)

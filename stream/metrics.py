@@ -13,13 +13,18 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from stream.domain.figures import ChannelFigures, Figure, ReferralFigures
 from stream.domain.predictive import BG_NBD, GAMMA_GAMMA, Fit
 from stream.domain.timeline import SECONDS_PER_DAY
+
+# The client library would add a gauge ``<counter>_created`` (a Unix time) beside each
+# counter in the text format, described by the counter's help text: a second series per
+# counter, mislabelled, that no rule or dashboard reads. Off for the whole process.
+disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus_client
 
 # Series of the referral figures: they come from the record ``all`` (no channel label).
 REFERRAL_SERIES = (
@@ -108,10 +113,11 @@ class PipelineCollector(Collector):
         state = self._source()
         watermark = GaugeMetricFamily(
             "ltvcac_event_time_watermark_seconds",
-            "Newest event time this worker knows (seconds since the epoch); time() minus it is"
-            " the event-time lag.",
+            "Newest event time this worker knows (seconds since the epoch; absent before the"
+            " first event); time() minus it is the event-time lag.",
         )
-        watermark.add_metric([], state.watermark)
+        if state.watermark > 0:  # no event yet: absent, as any undefined figure
+            watermark.add_metric([], state.watermark)
         lag = GaugeMetricFamily(
             "ltvcac_consumer_lag_messages",
             "Messages of an assigned partition not yet committed (end offset - committed).",
