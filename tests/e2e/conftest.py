@@ -1,5 +1,5 @@
-"""The embedded broker and Redis of tests/integration (its session fixture ``stack``),
-and one shop published to one worker, shared by the end-to-end tests."""
+"""One shop published to one worker, shared by the end-to-end tests (the broker and Redis
+are the session's, ``tests/conftest.py``)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,7 @@ import pytest
 from stream.devstack import StackEndpoints
 from stream.worker_process import label_set
 from tests.e2e import shop as shop_module
-from tests.integration.conftest import Deployment, stack, wait_until
-
-__all__ = ["stack"]  # the integration tests' session fixture, shared
+from tests.integration.conftest import Deployment, wait_until
 
 FIT_INTERVAL_SECONDS = 2  # the predictive fit series (and their panels) appear at once
 BUCKET_SECONDS = 3 * 86_400  # published at a time: well inside the worker's lateness

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +14,8 @@ import pytest
 import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from stream.devstack import DevStack, StackEndpoints, free_port
+from stream.devstack import StackEndpoints, free_port
 from stream.worker_process import WorkerProcess
-
-
-@pytest.fixture(scope="session")
-def stack() -> Iterator[StackEndpoints]:
-    redis_url = os.environ.get("LTVCAC_REDIS_URL") or os.environ.get("REDIS_URL")
-    with DevStack(redis_url=redis_url) as endpoints:
-        yield endpoints
-
 
 # Test batches span up to a few days of event time and are published at once, and a worker
 # reads topics and partitions each at its own pace: with the service's default lateness of
