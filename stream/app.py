@@ -30,6 +30,7 @@ from stream.domain.figures import (
 from stream.domain.fx import FxRates, RateBook, fx_rates, table_book
 from stream.domain.lateness import event_today
 from stream.domain.predictive import CURRENT_FIT, Fit, Horizon
+from stream.domain.timeline import day_of
 from stream.domain.visitor import VisitorRules
 from stream.kafka_admin import INTERNAL_TOPICS
 from stream.metrics import (
@@ -284,9 +285,11 @@ class Runtime:
             for model, (total, weight) in ((m, sums.get(m, [0.0, 0.0])) for m in MODELS)
         }
 
-    def event_today(self) -> int:
-        """The event-time day the windows end on, from the watermark this worker knows."""
-        return event_today(self.watermark, self.settings.allowed_lateness_seconds)
+    def watermark_day(self) -> int:
+        """The day of the newest event time this worker knows: customers' ages in the
+        predictive models are measured to it (not to the windows' "today", which the
+        allowed lateness holds back, while every purchase seen so far already counts)."""
+        return day_of(self.watermark)
 
     @property
     def customer_rules(self) -> CustomerRules:

@@ -53,7 +53,7 @@ def register(runtime: Runtime) -> None:
     async def fit_models() -> None:
         if FIT_PARTITION not in runtime.customers.ready_partitions:
             return
-        today = runtime.event_today()
+        today = runtime.watermark_day()
         summaries = [s async for s in _summaries(runtime, today)]
         current = runtime.current_fit()
         seen = hash((today, *sorted(map(astuple, summaries))))
@@ -94,7 +94,7 @@ def register(runtime: Runtime) -> None:
             return
         partitions = runtime.customers.ready_partitions
         sums: dict[int, dict[str, dict[str, list[float]]]] = {p: {} for p in partitions}
-        today = runtime.event_today()
+        today = runtime.watermark_day()
         count = unscored = 0
         for index, (key, value) in enumerate(list(runtime.customers.owned_items())):
             if index % SLICE == SLICE - 1:
@@ -168,7 +168,7 @@ def customer_score_fields(runtime: Runtime, record: CustomerRecord) -> dict[str,
     current = runtime.current_fit()
     if current is None:
         return {}
-    summary = summary_of(record, runtime.event_today())
+    summary = summary_of(record, runtime.watermark_day())
     result = None if summary is None else score_or_none(current, summary, runtime)
     if result is None:
         return {}

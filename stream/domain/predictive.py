@@ -6,7 +6,8 @@ purchases are its days with orders:
 
 - frequency x: days with orders after the first one (repeat purchases);
 - recency t_x: days from the first to the last of them (0 without a repeat purchase);
-- age T: days from the first purchase to "today" (the event-time day the windows end on);
+- age T: days from the first purchase to "today": the day of the newest event time known
+  (the watermark, without the allowed lateness: every purchase seen counts already);
 - mean profit: the average gross profit of the repeat purchase days, each day's orders net
   of what was refunded of them (the Gamma-Gamma input; the first purchase is left out as
   in the papers, because it is often unlike the repeat ones).
@@ -75,7 +76,7 @@ class Fit:
     bg_nbd_log_likelihood: float
     gamma_gamma_log_likelihood: float
     fitted_at: float  # wall clock, seconds since the epoch
-    today: int  # the event-time day the customers' ages were measured on
+    today: int  # the event-time day the customers' ages were measured to (the watermark's)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
