@@ -37,6 +37,20 @@ class StageResult:
         return within / self.seconds if self.seconds > 0 else float("inf")
 
 
+@dataclass
+class Section:
+    """One further measurement of the report (latency, state, recovery, scaling): a
+    table of rows, the lines that explain it, its raw figures for the JSON report, and
+    the plots (PNG paths relative to the results directory) that show it."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+    notes: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+    plots: list[str] = field(default_factory=list)
+
+
 def wait_for(
     probe: Callable[[], T | None],
     timeout: float,
