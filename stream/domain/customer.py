@@ -28,8 +28,9 @@ share of each weighted counter that the model credits to the ``referral`` channe
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import astuple, dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any
 
 from schemas.events import Purchase, Refund
@@ -70,6 +71,7 @@ MAX_LINKED_VISITORS = 5
 # Older attributions are only needed to re-send the deltas of a redelivered input.
 MAX_ATTRIBUTIONS = 20
 Contribution = dict[str, dict[int, Bucket]]  # channel -> day (or month) -> weighted bucket
+DayTotals = dict[int, list[int]]  # day -> [acquired, gross profit cents, orders, last orders]
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,11 @@ class Attribution:
     campaigns: CampaignWeights = field(default_factory=dict)  # primary model's
     referrer: str | None = None  # who referred the customer, by the primary model
 
+
+# A record is encoded at every change: attrgetter, not dataclasses.astuple, which copies
+# every field deeply.
+_order_fields = attrgetter(*(f.name for f in fields(Order)))
+_refund_fields = attrgetter(*(f.name for f in fields(RefundEntry)))
 
 DIRECT_WEIGHTS: ModelWeights = {model: {DIRECT: WEIGHT_SCALE} for model in MODELS}
 
@@ -179,8 +186,8 @@ class CustomerRecord(AppliedOffsets):
             "orders": self.orders,
             "refunds": self.refunds,
             "version": self.version,
-            "order_book": {oid: list(astuple(o)) for oid, o in self.order_book.items()},
-            "refund_book": {eid: list(astuple(r)) for eid, r in self.refund_book.items()},
+            "order_book": {oid: list(_order_fields(o)) for oid, o in self.order_book.items()},
+            "refund_book": {eid: list(_refund_fields(r)) for eid, r in self.refund_book.items()},
             "attributions": [
                 [a.version, a.weights, a.offset, a.campaigns, a.referrer] for a in self.attributions
             ],
@@ -422,8 +429,10 @@ def _referral_state(record: CustomerRecord, version: int) -> ReferralState:
 
 def _deltas(record: CustomerRecord, version: int, source: Source) -> list[ChannelDelta]:
     """What the input that made ``version`` changed in the channels."""
-    after, latest = _contribution(record, version)
-    before, _ = _contribution(record, version - 1)
+    totals_after, totals_before = _day_totals(record, version), _day_totals(record, version - 1)
+    days = _changed_days(record, version, totals_before[0], totals_after[0])
+    after, latest = _contribution(record, version, totals_after, days)
+    before, _ = _contribution(record, version - 1, totals_before, days)
     cohorts_after, cohorts_before = _cohorts(record, version), _cohorts(record, version - 1)
     deltas = []
     channels = after.keys() | before.keys() | cohorts_after.keys() | cohorts_before.keys()
@@ -454,28 +463,64 @@ def channel_shares(weights: Weights) -> list[tuple[str, int]]:
     return [*weights.items(), (ALL_CHANNELS, WEIGHT_SCALE), (PAID_CHANNELS, paid)]
 
 
-def _contribution(record: CustomerRecord, version: int) -> tuple[Contribution, int]:
-    """The weighted buckets this customer puts in each channel at ``version``, and the
-    latest event time among the inputs up to it (the deltas' time, for watermarks)."""
-    attribution = next((a for a in reversed(record.attributions) if a.version <= version), None)
-    model_weights = None if attribution is None else attribution.weights
+def _day_totals(record: CustomerRecord, version: int) -> tuple[DayTotals, str | None]:
+    """The customer's inputs up to ``version`` by day: [customers acquired, gross profit
+    cents, orders, customers whose last order], and its first order."""
     orders = [(oid, o) for oid, o in record.order_book.items() if o.version <= version]
-    refunds = [r for r in record.refund_book.values() if r.version <= version]
-    latest = max([o.at for _, o in orders] + [r.at for r in refunds], default=0)
-    if model_weights is None or not orders:
-        return _with_referrals(record, version, {}), latest
-    # day -> [customers acquired, gross profit cents, orders, customers whose last order]
-    days: dict[int, list[int]] = {}
+    days: DayTotals = {}
+    first = _first_order(orders)
+    if first is None:
+        return days, None
     for _, order in orders:
         totals = days.setdefault(day_of(order.at), [0, 0, 0, 0])
         totals[1] += order.profit_cents
         totals[2] += 1
-    for refund in refunds:
-        days.setdefault(day_of(refund.at), [0, 0, 0, 0])[1] -= refund.profit_cents
-    first = _first_order(orders)
-    assert first is not None
+    for refund in record.refund_book.values():
+        if refund.version <= version:
+            days.setdefault(day_of(refund.at), [0, 0, 0, 0])[1] -= refund.profit_cents
     days.setdefault(day_of(record.order_book[first].at), [0, 0, 0, 0])[0] += 1
     days[day_of(max(order.at for _, order in orders))][3] += 1
+    return days, first
+
+
+def _changed_days(
+    record: CustomerRecord, version: int, before: DayTotals, after: DayTotals
+) -> set[int] | None:
+    """The days whose buckets the input that made ``version`` can have changed, or None
+    when it may have changed any (it changed the attribution). A customer's buckets on a
+    day follow from that day's totals, its weights and its referral days only, so the
+    deltas need the contribution on these days alone: a repeat purchase costs a few
+    days' buckets instead of the customer's whole history in every model and channel."""
+    if _attribution_at(record, version) is not _attribution_at(record, version - 1):
+        return None
+    days = {day for day in before.keys() | after.keys() if before.get(day) != after.get(day)}
+    for referral_version in (version - 1, version):
+        if (day := record.referrals.latest_day(referral_version)) is not None:
+            days.add(day)
+    return days
+
+
+def _contribution(
+    record: CustomerRecord,
+    version: int,
+    totals: tuple[DayTotals, str | None],
+    only_days: set[int] | None = None,
+) -> tuple[Contribution, int]:
+    """The weighted buckets this customer puts in each channel at ``version`` (on
+    ``only_days``, or on every day), and the latest event time among the inputs up to it
+    (the deltas' time, for watermarks). ``totals``: ``_day_totals`` at ``version``."""
+    attribution = _attribution_at(record, version)
+    model_weights = None if attribution is None else attribution.weights
+    latest = max(
+        [o.at for o in record.order_book.values() if o.version <= version]
+        + [r.at for r in record.refund_book.values() if r.version <= version],
+        default=0,
+    )
+    days, first = totals
+    if model_weights is None or first is None:
+        return _with_referrals(record, version, {}, only_days), latest
+    if only_days is not None:
+        days = {day: totals for day, totals in days.items() if day in only_days}
     contribution: Contribution = {}
     for model, weights in model_weights.items():
         for channel, weight in channel_shares(weights):
@@ -493,11 +538,12 @@ def _contribution(record: CustomerRecord, version: int) -> tuple[Contribution, i
                     if value:
                         counts[key] = value * weight
     acquired_on = day_of(record.order_book[first].at)
-    for channel, campaigns in (attribution.campaigns if attribution else {}).items():
-        counts = contribution.setdefault(channel, {}).setdefault(acquired_on, Bucket()).counts
-        for campaign, weight in campaigns.items():
-            counts[campaign_customers_key(campaign)] = weight
-    return _with_referrals(record, version, contribution), latest
+    if only_days is None or acquired_on in only_days:
+        for channel, campaigns in (attribution.campaigns if attribution else {}).items():
+            counts = contribution.setdefault(channel, {}).setdefault(acquired_on, Bucket()).counts
+            for campaign, weight in campaigns.items():
+                counts[campaign_customers_key(campaign)] = weight
+    return _with_referrals(record, version, contribution, only_days), latest
 
 
 def _cohorts(record: CustomerRecord, version: int) -> Contribution:
@@ -531,7 +577,7 @@ def _cohorts(record: CustomerRecord, version: int) -> Contribution:
 
 
 def _with_referrals(
-    record: CustomerRecord, version: int, contribution: Contribution
+    record: CustomerRecord, version: int, contribution: Contribution, only_days: set[int] | None
 ) -> Contribution:
     """``contribution`` and, in ``all``, what the referral figures need: the ``referral``
     channel's weighted counters as ``referred_{counter}``, ``referred`` on the acquisition
@@ -547,6 +593,8 @@ def _with_referrals(
         extra.setdefault(state[1], {})[REFERRED] = 1
     if (latest_referral := record.referrals.latest_day(version)) is not None:
         extra.setdefault(latest_referral, {})[REFERRERS] = 1
+    if only_days is not None:
+        extra = {day: counts for day, counts in extra.items() if day in only_days}
     buckets = contribution.setdefault(ALL_CHANNELS, {}) if extra else {}
     for day, counts in extra.items():
         buckets.setdefault(day, Bucket()).counts.update(counts)

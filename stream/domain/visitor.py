@@ -11,7 +11,8 @@ most (ties: the latest). It travels with the weights and changes with them.
 
 from __future__ import annotations
 
-from dataclasses import astuple, dataclass, field
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from typing import Any
 
 from schemas.events import AdClick, Identify, Referral
@@ -49,6 +50,9 @@ class StoredTouch:
     offset: int  # offset of the event that applied it
 
 
+_touch_fields = attrgetter(*(f.name for f in fields(Touch)))  # not astuple: no deep copies
+
+
 @dataclass
 class Conversion:
     converted_at: int
@@ -69,7 +73,7 @@ class VisitorRecord(AppliedOffsets):
     def to_json(self) -> dict[str, Any]:
         return {
             "visitor_id": self.visitor_id,
-            "touches": [[*astuple(s.touch), s.cost_cents, s.offset] for s in self.touches],
+            "touches": [[*_touch_fields(s.touch), s.cost_cents, s.offset] for s in self.touches],
             "conversions": {
                 c: [v.converted_at, v.weights, v.campaigns, v.referrer]
                 for c, v in self.conversions.items()

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from schemas.events import AdSpend, Purchase, Refund, parse_event
 from stream.demo import demo_events
+from stream.domain import customer
 from stream.domain.attribution import MODELS
 from stream.domain.channel import ChannelDelta, ChannelRecord, Source
 from stream.domain.customer import (
@@ -200,6 +201,34 @@ def assert_referral_tree(topology: Topology, truth: Truth) -> None:
     for referrer, referred in truth.referrals.items():
         assert referrers[referrer].customers() == sorted(referred)
         assert referrers[referrer].count == len(referred)
+
+
+@settings(max_examples=10, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate])
+@given(seed=st.integers(1, 10_000), schedule_seed=st.integers(0, 2**32))
+def test_deltas_from_the_changed_days_equal_those_from_the_whole_history(
+    seed: int, schedule_seed: int
+) -> None:
+    """A customer's deltas are computed on the days its input changed only; at every
+    version of every customer (late orders, refunds, attributions, referrals) they equal
+    the difference of its whole contributions before and after."""
+    schedule = random.Random(schedule_seed)
+    topology = Topology()
+    publish(topology, shuffled(history(seed, 40), schedule))
+    topology.run(schedule, loss_rate=0.0)
+    source = Source("purchases", 0, 0)
+    versions = 0
+    for record in topology.customers.values():
+        for version in range(1, record.version + 1):
+            restricted = customer._deltas(record, version, source)
+            original = customer._changed_days
+            try:
+                customer._changed_days = lambda *_: None  # type: ignore[assignment]
+                whole = customer._deltas(record, version, source)
+            finally:
+                customer._changed_days = original  # type: ignore[assignment]
+            assert restricted == whole
+            versions += 1
+    assert versions > len(topology.customers)  # repeat inputs were compared too
 
 
 def test_the_simulation_can_tell_a_wrong_result() -> None:
