@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import uvloop
 from pydantic import ValidationError
 
 from stream import replay
@@ -106,6 +107,9 @@ def run_worker(settings: Settings) -> None:
             watch.worker_stopping()
             await super().on_stop()
 
+    if settings.event_loop == "uvloop":
+        # The worker's loop is created after this; the steps above ran in their own.
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     worker = _Worker(runtime.app, watch, loglevel=settings.log_level.upper(), quiet=True)
     worker.execute_from_commandline()
 

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
         0.5, gt=0, description="How often changed state is written to Redis."
     )
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        "uvloop", description="The worker's event loop: uvloop (faster) or Python's asyncio."
+    )
 
     # Metric definitions
     reporting_currency: str = Field(

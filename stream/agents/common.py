@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import orjson
 
 from schemas.topics import DEAD_LETTERS
 from stream.domain import lateness
@@ -131,7 +132,7 @@ def logical_topic(runtime: Runtime, physical: str) -> str:
 def internal_json(message: Any) -> dict[str, Any] | Rejection:
     """Internal messages are ours, but a bad one still becomes a dead letter, not a crash."""
     try:
-        value = json.loads(message.value)
+        value = orjson.loads(message.value)
     except (ValueError, TypeError) as error:
         return Rejection("invalid_internal", f"not JSON: {error}")
     if not isinstance(value, dict):
