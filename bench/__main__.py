@@ -46,8 +46,8 @@ OUTCOMES = ("applied", "duplicate", "redelivered", "rejected")
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--events", type=int, default=60_000, help="source events to publish")
-    parser.add_argument("--customers", type=int, default=10_000, help="customers in the mix")
+    parser.add_argument("--events", type=int, default=20_000, help="source events to publish")
+    parser.add_argument("--customers", type=int, default=4_000, help="customers in the mix")
     parser.add_argument("--partitions", type=int, default=4, help="partitions of every topic")
     parser.add_argument("--seed", type=int, default=1, help="seed of the workload generator")
     parser.add_argument(
@@ -93,10 +93,12 @@ def _parts(value: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Published:
-    """The workload as published: the topic prefix and the events on each source topic."""
+    """The workload as published under a topic prefix, and the events on each topic."""
 
     workload: Workload
     prefix: str
+    bootstrap: str
+    args: argparse.Namespace
 
     @property
     def expected(self) -> dict[str, int]:
@@ -104,6 +106,16 @@ class Published:
 
     def topics(self) -> list[str]:
         return [self.prefix + topic for topic in self.expected]
+
+    def fresh_copy(self) -> str:
+        """The same messages published again under a new prefix, which is returned.
+
+        Each pipeline run needs its own copy: the internal topics are named by the
+        prefix, not by the app id, so a second app on the same prefix would also read
+        the conversions and deltas the first one sent.
+        """
+        copy, _ = _publish_under(self.workload, self.bootstrap, self.args)
+        return copy.prefix
 
 
 def _record(report: reporting.Report, stage: StageResult) -> None:
@@ -150,25 +162,31 @@ def _pipeline_options(args: argparse.Namespace) -> PipelineOptions:
 def _publish(
     args: argparse.Namespace, endpoints: StackEndpoints, report: reporting.Report
 ) -> Published:
-    """Generate the mix, create every topic under a fresh prefix and publish it once."""
+    """Generate the mix and publish it once (the baselines read this copy)."""
     log.info("generating %d events of %d customers", args.events, args.customers)
     workload = generate(args.events, args.customers, args.seed, SPAN_DAYS)
     report.config["workload"] = workload.describe()
-    published = Published(workload, f"bench-{uuid.uuid4().hex[:8]}.")
+    published, stage = _publish_under(workload, endpoints.kafka_bootstrap, args)
+    _record(report, stage)
+    return published
+
+
+def _publish_under(
+    workload: Workload, bootstrap: str, args: argparse.Namespace
+) -> tuple[Published, StageResult]:
+    """Create every topic under a fresh prefix and publish ``workload`` to it."""
+    published = Published(workload, f"bench-{uuid.uuid4().hex[:8]}.", bootstrap, args)
     settings = Settings(
-        kafka_bootstrap_servers=endpoints.kafka_bootstrap,
+        kafka_bootstrap_servers=bootstrap,
         topic_prefix=published.prefix,
         topic_partitions=args.partitions,
     )
     run_async(ensure_topics(settings), args.timeout, "creating topics")
-    log.info("publishing %s (%d partitions)", published.expected, args.partitions)
+    log.info("publishing %s under %s", published.expected, published.prefix)
     stage = run_async(
-        publish(endpoints.kafka_bootstrap, published.prefix, workload),
-        args.timeout,
-        "publishing the workload",
+        publish(bootstrap, published.prefix, workload), args.timeout, "publishing the workload"
     )
-    _record(report, stage)
-    return published
+    return published, stage
 
 
 def _throughput(
@@ -203,28 +221,41 @@ def _throughput(
     )
     log.info("ltvcac worker")
     options = _pipeline_options(args)
-    stage, drain = run_pipeline(endpoints, published.prefix, published.expected, workdir, options)
+    prefix = published.fresh_copy()
+    stage, drain = run_pipeline(endpoints, prefix, published.expected, workdir, options)
     _record(report, stage)
     report.pipeline = drain
-    report.sections.append(_outcomes_section(published, stage))
+    report.sections.append(_outcomes_section(published, stage, drain))
     return stage, drain
 
 
-def _outcomes_section(published: Published, stage: StageResult) -> Section:
-    outcomes = stage.details["outcomes"]
+def _outcomes_section(published: Published, stage: StageResult, drain: dict[str, Any]) -> Section:
+    """Outcomes of every source topic, then of the internal topics the worker fed itself."""
+    internal = drain["internal_topics"]
+    inputs = [
+        (topic, published.expected[topic], by) for topic, by in stage.details["outcomes"].items()
+    ] + [
+        (topic, internal[topic]["produced"], by)
+        for topic, by in stage.details["internal_outcomes"].items()
+    ]
     rows = [
-        [topic, f"{published.expected[topic]:,}", *(f"{by.get(o, 0):,}" for o in OUTCOMES)]
-        for topic, by in outcomes.items()
+        [topic, f"{messages:,}", *(f"{by.get(o, 0):,}" for o in OUTCOMES)]
+        for topic, messages, by in inputs
     ]
     return Section(
-        title="Full pipeline: outcomes per source topic",
-        columns=["topic", "published", *OUTCOMES],
+        title="Full pipeline: outcomes per topic",
+        columns=["topic", "messages", *OUTCOMES],
         rows=rows,
         notes=[
-            "ltvcac_events_total{topic,outcome} once the internal topics settled; a rejected"
-            " event (a dead letter) fails the run",
+            "ltvcac_events_total{topic,outcome} once the internal topics settled; messages:"
+            " published (source topics) or on the topic (internal, ltvcac-*); a rejected"
+            " input (a dead letter) fails the run",
         ],
-        data={"published": published.expected, "outcomes": outcomes},
+        data={
+            "published": published.expected,
+            "outcomes": stage.details["outcomes"],
+            "internal_outcomes": stage.details["internal_outcomes"],
+        },
     )
 
 
@@ -236,7 +267,11 @@ def _scaling(
     if published is None:  # not asked for: the workload was not published
         return lambda *_: []
     return functools.partial(
-        scaling.measure, published.prefix, published.expected, _pipeline_options(args), one_worker
+        scaling.measure,
+        published.fresh_copy,
+        published.expected,
+        _pipeline_options(args),
+        one_worker,
     )
 
 

@@ -195,6 +195,7 @@ def run_pipeline(
             worker.stop()
         _delete_keys(endpoints.redis_url, f"bench-{unique}:")
     stage.details["outcomes"] = outcomes_by_topic(settled.events, list(expected))
+    stage.details["internal_outcomes"] = outcomes_by_topic(settled.events, list(consumed))
     stage.details["per_worker_source_events"] = [
         sum(handled(counts, topic) for topic in expected) for counts in settled.per_worker
     ]
@@ -245,6 +246,7 @@ def _fail_on_dead_letters(scrape: Scrape, sources: list[str], logs: list[Path]) 
         if (n := by.get(REJECTED, 0))
     }
     if any(scrape.dead_letters.values()) or rejected:
+        # Includes internal messages: one the pipeline itself rejected is a bug there.
         raise BenchError(
             f"the pipeline dead-lettered inputs: reasons {scrape.dead_letters}, rejected per "
             f"source topic {rejected}; outcomes {outcomes_by_topic(scrape.events, sources)}; "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ COLUMNS = [
 
 
 def measure(
-    prefix: str,
+    fresh_copy: Callable[[], str],
     expected: dict[str, int],
     options: PipelineOptions,
     one_worker: tuple[StageResult, dict[str, Any]] | None,
@@ -42,15 +43,16 @@ def measure(
     args: argparse.Namespace,
     workdir: Path,
 ) -> list[Section]:
-    """One and two workers on the topics under ``prefix`` (``expected`` events per
-    topic). ``one_worker``: the throughput part's run of one worker on the same topics,
-    if it ran; otherwise one is run here."""
+    """One and two workers, each run on its own copy of the workload (``fresh_copy``
+    publishes one and returns its topic prefix; ``expected`` events per topic).
+    ``one_worker``: the throughput part's run of one worker on a copy, if it ran;
+    otherwise one is run here."""
     reused = one_worker is not None
     if one_worker is None:
         log.info("scaling: one worker")
-        one_worker = run_pipeline(endpoints, prefix, expected, workdir, options, workers=1)
+        one_worker = run_pipeline(endpoints, fresh_copy(), expected, workdir, options, workers=1)
     log.info("scaling: two workers")
-    two_workers = run_pipeline(endpoints, prefix, expected, workdir, options, workers=2)
+    two_workers = run_pipeline(endpoints, fresh_copy(), expected, workdir, options, workers=2)
     return [section(one_worker, two_workers, reused)]
 
 
@@ -65,7 +67,7 @@ def section(
         "events/s over all source events, counted from ltvcac_events_total (summed over the"
         " workers) between the first scrape that saw an event and the one that saw them all",
         "speed-up = events/s of two workers / events/s of one; each run starts a fresh app"
-        " id (consumer group, changelogs) on the same pre-published topics",
+        " id (consumer group, changelogs) on its own pre-published copy of the workload",
         "the one-worker row is the throughput part's run"
         if reused
         else "the one-worker row was run for this section",
