@@ -1,14 +1,16 @@
-"""``python -m bench``: publish a purchase workload once, then time each way of reading it.
+"""``python -m bench``: publish a shop's event mix once, then time each way of reading it.
 
-Stages, in order, each in a fresh consumer group on the same topic: raw aiokafka,
-a bare Faust agent, the full ltvcac worker. Prints a table and writes
-``bench/results/latest.json`` and ``latest.md``. Everything started here (broker,
-Redis, child processes) is stopped on success, failure, Ctrl-C or SIGTERM.
+Parts (``--only``): ``throughput`` reads the source topics, each stage in a fresh
+consumer group: raw aiokafka, a bare Faust agent, the full ltvcac worker.
+``scaling`` reads them with one and with two ltvcac workers of one app id. Prints the
+tables and writes ``bench/results/latest.json`` and ``latest.md``. Everything started
+here (broker, Redis, child processes) is stopped on success, failure, Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import shutil
@@ -17,28 +19,50 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from bench import report as reporting
+from bench import scaling
 from bench.baselines import consume_raw, run_bare_faust
-from bench.common import RESULTS_DIR, BenchError, StageResult, run_async
+from bench.common import RESULTS_DIR, BenchError, Section, StageResult, run_async
 from bench.pipeline import PipelineOptions, run_pipeline
-from bench.workload import generate, publish
-from schemas.topics import PURCHASES
+from bench.workload import DAY, Workload, generate, publish
 from stream.config import Settings
 from stream.devstack import DevStack, DevStackError, StackEndpoints
 from stream.kafka_admin import ensure_topics
 
 log = logging.getLogger("bench")
 
+SPAN_DAYS = 90
+# A section: measured against the running stack, f(endpoints, args, workdir).
+SectionFn = Callable[[StackEndpoints, argparse.Namespace, Path], list[Section]]
+PARTS = ("throughput", "scaling", "latency", "state", "recovery")
+OUTCOMES = ("applied", "duplicate", "redelivered", "rejected")
+
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--events", type=int, default=20_000, help="purchases to publish")
+    parser.add_argument("--events", type=int, default=20_000, help="source events to publish")
+    parser.add_argument("--customers", type=int, default=4_000, help="customers in the mix")
     parser.add_argument("--partitions", type=int, default=4, help="partitions of every topic")
     parser.add_argument("--seed", type=int, default=1, help="seed of the workload generator")
+    parser.add_argument(
+        "--only",
+        type=_parts,
+        default=("throughput", "scaling"),
+        help=f"comma-separated parts to run, of {','.join(PARTS)} (default: throughput,scaling)",
+    )
+    parser.add_argument(
+        "--allowed-lateness",
+        type=int,
+        default=(SPAN_DAYS + 1) * DAY,
+        help="LTVCAC_ALLOWED_LATENESS_SECONDS of the workers (default: the workload's span"
+        " and a day: a backlog is read topic by topic, not in event-time order)",
+    )
     parser.add_argument(
         "--timeout", type=float, default=600.0, help="seconds any single wait may take"
     )
@@ -54,9 +78,44 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--keep-logs", action="store_true", help="keep broker/worker logs")
     args = parser.parse_args(argv)
-    if args.events < 1 or args.partitions < 1:
-        parser.error("--events and --partitions must be at least 1")
+    if args.events < 10 or args.customers < 1 or args.partitions < 1:
+        parser.error("--events must be at least 10, --customers and --partitions at least 1")
     return args
+
+
+def _parts(value: str) -> tuple[str, ...]:
+    parts = tuple(part.strip() for part in value.split(",") if part.strip())
+    unknown = [part for part in parts if part not in PARTS]
+    if unknown or not parts:
+        raise argparse.ArgumentTypeError(f"parts are {','.join(PARTS)}; got {value!r}")
+    return parts
+
+
+@dataclass(frozen=True)
+class Published:
+    """The workload as published under a topic prefix, and the events on each topic."""
+
+    workload: Workload
+    prefix: str
+    bootstrap: str
+    args: argparse.Namespace
+
+    @property
+    def expected(self) -> dict[str, int]:
+        return self.workload.per_topic()
+
+    def topics(self) -> list[str]:
+        return [self.prefix + topic for topic in self.expected]
+
+    def fresh_copy(self) -> str:
+        """The same messages published again under a new prefix, which is returned.
+
+        Each pipeline run needs its own copy: the internal topics are named by the
+        prefix, not by the app id, so a second app on the same prefix would also read
+        the conversions and deltas the first one sent.
+        """
+        copy, _ = _publish_under(self.workload, self.bootstrap, self.args)
+        return copy.prefix
 
 
 def _record(report: reporting.Report, stage: StageResult) -> None:
@@ -66,83 +125,171 @@ def _record(report: reporting.Report, stage: StageResult) -> None:
 
 
 def measure(args: argparse.Namespace, workdir: Path) -> reporting.Report:
-    """One full run against a fresh embedded stack."""
-    log.info("generating %d purchases", args.events)
-    workload = generate(args.events, args.seed)
+    """One full run against a fresh embedded stack: the parts of ``--only``, in order."""
     redis_url = os.environ.get("LTVCAC_REDIS_URL") or os.environ.get("REDIS_URL")
     with DevStack(redis_url=redis_url, workdir=workdir / "stack") as endpoints:
-        prefix = f"bench-{uuid.uuid4().hex[:8]}."
-        topic = prefix + PURCHASES.name
-        report = reporting.Report(config=_config(args, workload.describe(), endpoints, redis_url))
-        settings = Settings(
-            kafka_bootstrap_servers=endpoints.kafka_bootstrap,
-            topic_prefix=prefix,
-            topic_partitions=args.partitions,
-        )
-        run_async(ensure_topics(settings), args.timeout, "creating topics")
-        log.info("publishing to %s (%d partitions)", topic, args.partitions)
-        _record(
-            report,
-            run_async(
-                publish(endpoints.kafka_bootstrap, topic, workload),
-                args.timeout,
-                f"publishing to {topic}",
-            ),
-        )
-        log.info("raw aiokafka consumer")
-        _record(
-            report,
-            run_async(
-                consume_raw(endpoints.kafka_bootstrap, topic, args.events),
-                args.timeout,
-                "raw consumer reading all messages",
-            ),
-        )
-        log.info("bare Faust agent")
-        _record(
-            report,
-            run_bare_faust(
-                endpoints.kafka_bootstrap,
-                topic,
-                args.partitions,
-                args.events,
-                workdir,
-                args.timeout,
-            ),
-        )
-        log.info("ltvcac worker")
-        options = PipelineOptions(
-            args.partitions, args.timeout, args.poll_interval, args.quiet_seconds
-        )
-        stage, report.pipeline = run_pipeline(endpoints, prefix, args.events, workdir, options)
-        _record(report, stage)
+        report = reporting.Report(config=_config(args, endpoints, redis_url))
+        published = None
+        if {"throughput", "scaling"} & set(args.only):
+            published = _publish(args, endpoints, report)
+        one_worker = None
+        if "throughput" in args.only:
+            assert published is not None
+            one_worker = _throughput(published, endpoints, args, workdir, report)
+        sections: dict[str, SectionFn] = {
+            "scaling": _scaling(published, one_worker, args),
+            # Further sections, one line each: "latency": latency.measure,
+        }
+        for name in args.only:
+            if name in sections:
+                log.info("section %s", name)
+                report.sections.extend(sections[name](endpoints, args, workdir))
+            elif name != "throughput":
+                log.warning("no section %s in this version of the benchmark", name)
     return report
 
 
-def _config(
-    args: argparse.Namespace,
-    workload: dict[str, object],
+def _pipeline_options(args: argparse.Namespace) -> PipelineOptions:
+    return PipelineOptions(
+        args.partitions,
+        args.timeout,
+        args.poll_interval,
+        args.quiet_seconds,
+        allowed_lateness_seconds=args.allowed_lateness,
+    )
+
+
+def _publish(
+    args: argparse.Namespace, endpoints: StackEndpoints, report: reporting.Report
+) -> Published:
+    """Generate the mix and publish it once (the baselines read this copy)."""
+    log.info("generating %d events of %d customers", args.events, args.customers)
+    workload = generate(args.events, args.customers, args.seed, SPAN_DAYS)
+    report.config["workload"] = workload.describe()
+    published, stage = _publish_under(workload, endpoints.kafka_bootstrap, args)
+    _record(report, stage)
+    return published
+
+
+def _publish_under(
+    workload: Workload, bootstrap: str, args: argparse.Namespace
+) -> tuple[Published, StageResult]:
+    """Create every topic under a fresh prefix and publish ``workload`` to it."""
+    published = Published(workload, f"bench-{uuid.uuid4().hex[:8]}.", bootstrap, args)
+    settings = Settings(
+        kafka_bootstrap_servers=bootstrap,
+        topic_prefix=published.prefix,
+        topic_partitions=args.partitions,
+    )
+    run_async(ensure_topics(settings), args.timeout, "creating topics")
+    log.info("publishing %s under %s", published.expected, published.prefix)
+    stage = run_async(
+        publish(bootstrap, published.prefix, workload), args.timeout, "publishing the workload"
+    )
+    return published, stage
+
+
+def _throughput(
+    published: Published,
     endpoints: StackEndpoints,
-    redis_url: str | None,
-) -> dict[str, object]:
+    args: argparse.Namespace,
+    workdir: Path,
+    report: reporting.Report,
+) -> tuple[StageResult, dict[str, Any]]:
+    """The raw consumer, the bare Faust agent and one ltvcac worker on every source topic."""
+    events = len(published.workload.messages)
+    log.info("raw aiokafka consumer")
+    _record(
+        report,
+        run_async(
+            consume_raw(endpoints.kafka_bootstrap, published.topics(), events),
+            args.timeout,
+            "raw consumer reading all messages",
+        ),
+    )
+    log.info("bare Faust agent")
+    _record(
+        report,
+        run_bare_faust(
+            endpoints.kafka_bootstrap,
+            published.topics(),
+            args.partitions,
+            events,
+            workdir,
+            args.timeout,
+        ),
+    )
+    log.info("ltvcac worker")
+    options = _pipeline_options(args)
+    prefix = published.fresh_copy()
+    stage, drain = run_pipeline(endpoints, prefix, published.expected, workdir, options)
+    _record(report, stage)
+    report.pipeline = drain
+    report.sections.append(_outcomes_section(published, stage, drain))
+    return stage, drain
+
+
+def _outcomes_section(published: Published, stage: StageResult, drain: dict[str, Any]) -> Section:
+    """Outcomes of every source topic, then of the internal topics the worker fed itself."""
+    internal = drain["internal_topics"]
+    inputs = [
+        (topic, published.expected[topic], by) for topic, by in stage.details["outcomes"].items()
+    ] + [
+        (topic, internal[topic]["produced"], by)
+        for topic, by in stage.details["internal_outcomes"].items()
+    ]
+    rows = [
+        [topic, f"{messages:,}", *(f"{by.get(o, 0):,}" for o in OUTCOMES)]
+        for topic, messages, by in inputs
+    ]
+    return Section(
+        title="Full pipeline: outcomes per topic",
+        columns=["topic", "messages", *OUTCOMES],
+        rows=rows,
+        notes=[
+            "ltvcac_events_total{topic,outcome} once the internal topics settled; messages:"
+            " published (source topics) or on the topic (internal, ltvcac-*); a rejected"
+            " input (a dead letter) fails the run",
+        ],
+        data={
+            "published": published.expected,
+            "outcomes": stage.details["outcomes"],
+            "internal_outcomes": stage.details["internal_outcomes"],
+        },
+    )
+
+
+def _scaling(
+    published: Published | None,
+    one_worker: tuple[StageResult, dict[str, Any]] | None,
+    args: argparse.Namespace,
+) -> SectionFn:
+    if published is None:  # not asked for: the workload was not published
+        return lambda *_: []
+    return functools.partial(
+        scaling.measure,
+        published.fresh_copy,
+        published.expected,
+        _pipeline_options(args),
+        one_worker,
+    )
+
+
+def _config(
+    args: argparse.Namespace, endpoints: StackEndpoints, redis_url: str | None
+) -> dict[str, Any]:
     external = redis_url is not None and endpoints.redis_url == redis_url
     return {
         "events": args.events,
+        "customers": args.customers,
         "partitions": args.partitions,
         "seed": args.seed,
+        "only": list(args.only),
         "poll_interval": args.poll_interval,
-        "workload": workload,
+        "allowed_lateness_seconds": args.allowed_lateness,
         "broker": "embedded tansu (memory storage)",
         "redis": "external" if external else "embedded",
     }
-
-
-def _print(report: reporting.Report) -> None:
-    print()
-    print(reporting.text_table(report))
-    print()
-    for line in reporting.summary_lines(report):
-        print(line)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -162,7 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         report = measure(args, workdir)
         report.wall_seconds = time.monotonic() - began
-        _print(report)
+        print()
+        print(reporting.text(report))
         json_path, md_path = reporting.write(report, args.results_dir)
         print(f"wrote {json_path} and {md_path}")
         return 0

@@ -59,11 +59,11 @@ def build_app(args: argparse.Namespace, counter: Counter) -> faust.App:
         table_standby_replicas=0,
         autodiscover=False,
     )
-    topic = app.topic(
-        args.topic, key_serializer="raw", value_serializer="raw", partitions=args.partitions
+    topics = app.topic(
+        *args.topic, key_serializer="raw", value_serializer="raw", partitions=args.partitions
     )
 
-    @app.agent(topic)
+    @app.agent(topics)
     async def count(stream: faust.StreamT[bytes]) -> None:
         async for _ in stream:
             counter.tick()
@@ -74,7 +74,9 @@ def build_app(args: argparse.Namespace, counter: Counter) -> faust.App:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.bare_faust", description=__doc__)
     parser.add_argument("--bootstrap", required=True)
-    parser.add_argument("--topic", required=True)
+    parser.add_argument(
+        "--topic", action="append", required=True, help="a topic to read; repeat for several"
+    )
     parser.add_argument("--partitions", type=int, required=True)
     parser.add_argument("--events", type=int, required=True)
     parser.add_argument("--app-id", required=True)

@@ -1,4 +1,4 @@
-"""Baselines: the same topic read by a raw aiokafka consumer and by a bare Faust agent.
+"""Baselines: the same source topics read by a raw aiokafka consumer and a bare Faust agent.
 
 They bound what the full pipeline could reach on this machine: the raw consumer is
 the client library alone, the bare agent adds Faust's stream machinery but no work.
@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +25,14 @@ from bench.common import REPO_ROOT, BenchError, StageResult, wait_for
 _EXIT_GRACE = 30.0  # seconds a finished bare worker gets to leave its group cleanly
 
 
-async def consume_raw(bootstrap: str, topic: str, events: int) -> StageResult:
-    """Read ``events`` messages from the start and decode each JSON value.
+async def consume_raw(bootstrap: str, topics: Sequence[str], events: int) -> StageResult:
+    """Read ``events`` messages in all from the start of ``topics``; decode each JSON value.
 
     Unbounded: callers put a deadline on it (``bench.common.run_async``).
     """
     group = f"bench-raw-{uuid.uuid4().hex[:12]}"
     consumer = AIOKafkaConsumer(
-        topic,
+        *topics,
         bootstrap_servers=bootstrap,
         group_id=group,
         auto_offset_reset="earliest",
@@ -70,20 +71,22 @@ async def _read(consumer: AIOKafkaConsumer, events: int) -> tuple[float, float]:
 
 def run_bare_faust(
     bootstrap: str,
-    topic: str,
+    topics: Sequence[str],
     partitions: int,
     events: int,
     workdir: Path,
     timeout: float,
     session_timeout: float = 10.0,
 ) -> StageResult:
-    """Run ``bench.bare_faust`` in a child process until it has counted ``events``."""
+    """Run ``bench.bare_faust`` on ``topics`` in a child process until it has counted
+    ``events`` messages in all."""
     app_id = f"bench-bare-{uuid.uuid4().hex[:12]}"
     result_path = workdir / f"{app_id}.json"
     log_path = workdir / "bare-faust.log"
     command = [
         *(sys.executable, "-m", "bench.bare_faust"),
-        *("--bootstrap", bootstrap, "--topic", topic, "--partitions", str(partitions)),
+        *("--bootstrap", bootstrap, "--partitions", str(partitions)),
+        *(option for topic in topics for option in ("--topic", topic)),
         *("--events", str(events), "--app-id", app_id, "--result", str(result_path)),
         *("--session-timeout", str(session_timeout)),
     ]

@@ -1,4 +1,4 @@
-"""The side-by-side table, and ``bench/results/latest.{json,md}``."""
+"""The side-by-side table, the further sections, and ``bench/results/latest.{json,md}``."""
 
 from __future__ import annotations
 
@@ -7,15 +7,16 @@ import json
 import os
 import platform
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench.common import StageResult
+from bench.common import Section, StageResult
 
 BASELINE = "bare Faust agent (count only)"
-HEADERS = ("stage", "events", "seconds", "events/s", "vs bare Faust", "first event after s")
+HEADERS = ["stage", "events", "seconds", "events/s", "vs bare Faust", "first event after s"]
 
 
 def machine_info() -> dict[str, Any]:
@@ -38,32 +39,48 @@ class Report:
     config: dict[str, Any]
     stages: list[StageResult] = field(default_factory=list)
     pipeline: dict[str, Any] = field(default_factory=dict)
+    sections: list[Section] = field(default_factory=list)
     wall_seconds: float = 0.0
     machine: dict[str, Any] = field(default_factory=machine_info)
 
-    def rows(self) -> list[tuple[str, ...]]:
-        baseline = next((s.rate for s in self.stages if s.name == BASELINE), None)
-        return [_row(stage, baseline) for stage in self.stages]
+    def rows(self) -> list[list[str]]:
+        return [stage_row(stage, self.baseline_rate()) for stage in self.stages]
+
+    def baseline_rate(self) -> float | None:
+        return next((s.rate for s in self.stages if s.name == BASELINE), None)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "machine": self.machine,
             "config": self.config,
-            "stages": [
-                {
-                    "stage": s.name,
-                    "events": s.events,
-                    "seconds": round(s.seconds, 4),
-                    "events_per_second": round(s.rate, 1),
-                    "first_event_after_seconds": _round(s.first_after),
-                    "counted_within_seconds": s.counted,
-                    **s.details,
-                }
-                for s in self.stages
-            ],
+            "stages": [_stage_json(s) for s in self.stages],
             "pipeline_drain": self.pipeline,
+            "sections": [_section_json(s) for s in self.sections],
             "wall_seconds": round(self.wall_seconds, 2),
         }
+
+
+def _stage_json(stage: StageResult) -> dict[str, Any]:
+    return {
+        "stage": stage.name,
+        "events": stage.events,
+        "seconds": round(stage.seconds, 4),
+        "events_per_second": round(stage.rate, 1),
+        "first_event_after_seconds": _round(stage.first_after),
+        "counted_within_seconds": stage.counted,
+        **stage.details,
+    }
+
+
+def _section_json(section: Section) -> dict[str, Any]:
+    return {
+        "title": section.title,
+        "columns": section.columns,
+        "rows": section.rows,
+        "notes": section.notes,
+        "plots": section.plots,
+        "data": section.data,
+    }
 
 
 def _version(package: str) -> str:
@@ -77,65 +94,93 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
-def _row(stage: StageResult, baseline: float | None) -> tuple[str, ...]:
+def stage_row(stage: StageResult, baseline: float | None) -> list[str]:
+    """One line of a throughput table: the stage's rate and its ratio to ``baseline``."""
     ratio = f"{stage.rate / baseline:.2f}x" if baseline else "-"
     first = "-" if stage.first_after is None else f"{stage.first_after:.2f}"
-    return (
+    return [
         stage.name,
         f"{stage.events:,}",
         f"{stage.seconds:.3f}",
         f"{stage.rate:,.0f}",
         ratio,
         first,
-    )
+    ]
 
 
-def text_table(report: Report) -> str:
-    rows = [HEADERS, *report.rows()]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADERS))]
+# -- text
 
-    def line(row: tuple[str, ...]) -> str:
+
+def text_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Columns padded to their widest cell; the first left-aligned, the rest right."""
+    table = [list(columns), *(list(row) for row in rows)]
+    widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
+
+    def line(row: list[str]) -> str:
         cells = [row[0].ljust(widths[0])] + [
             c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
         ]
-        return "  ".join(cells)
+        return "  ".join(cells).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(HEADERS), rule, *(line(row) for row in rows[1:])])
+    return "\n".join([line(table[0]), rule, *(line(row) for row in table[1:])])
+
+
+def section_text(section: Section) -> str:
+    lines = [section.title, "", text_table(section.columns, section.rows)]
+    if section.notes:
+        lines.append("")
+        lines.extend(section.notes)
+    lines.extend(f"plot: {plot}" for plot in section.plots)
+    return "\n".join(lines)
+
+
+def text(report: Report) -> str:
+    """The whole report for a terminal: the stages, their summary, then each section."""
+    parts = []
+    if report.stages:
+        parts.append(text_table(HEADERS, report.rows()))
+        parts.append("\n".join(summary_lines(report)))
+    parts.extend(section_text(section) for section in report.sections)
+    parts.append(f"total wall time {report.wall_seconds:.1f}s")
+    return "\n\n".join(parts)
 
 
 def summary_lines(report: Report) -> list[str]:
     """The figures that do not fit the table: setup, drain and consistency checks."""
     cfg, machine = report.config, report.machine
+    workload = cfg["workload"]
     lines = [
-        f"events={cfg['events']:,} partitions={cfg['partitions']} "
-        f"customers={cfg['workload']['customers']:,} nproc={machine['nproc']} "
-        f"python={machine['python']} faust={machine['faust-streaming']} "
-        f"aiokafka={machine['aiokafka']} redis={cfg['redis']}",
+        f"events={workload['events']:,} partitions={cfg['partitions']} "
+        f"customers={workload['customers']:,} visitors={workload['visitors']:,} "
+        f"nproc={machine['nproc']} python={machine['python']} "
+        f"faust={machine['faust-streaming']} aiokafka={machine['aiokafka']} redis={cfg['redis']}",
+        "mix: " + ", ".join(f"{kind} {n:,}" for kind, n in workload["by_type"].items()),
+        "topics: " + ", ".join(f"{topic} {n:,}" for topic, n in workload["by_topic"].items()),
     ]
     pipeline = next((s for s in report.stages if s.name.startswith("ltvcac")), None)
     if pipeline is not None:
         lines.append(_pipeline_line(pipeline))
     if report.pipeline:
-        lines.extend(_drain_lines(report.pipeline, cfg["events"]))
-    lines.append(f"total wall time {report.wall_seconds:.1f}s")
+        lines.extend(drain_lines(report.pipeline, pipeline.events if pipeline else 0))
     return lines
 
 
 def _pipeline_line(stage: StageResult) -> str:
     details = stage.details
     return (
-        f"ltvcac worker: ready {details['worker_ready_after']:.2f}s, first purchase counted "
+        f"ltvcac worker: ready {details['worker_ready_after']:.2f}s, first event counted "
         f"{stage.first_after:.2f}s, all {details['all_counted_after']:.2f}s after start; "
-        f"events/s over the {stage.counted:,} purchases counted between the first and last "
-        f"scrape; outcomes {details['purchase_outcomes']}"
+        f"events/s over the {stage.counted:,} source events counted between the first and "
+        f"last scrape; allowed lateness {details['allowed_lateness_seconds']:,}s"
     )
 
 
-def _drain_lines(drain: dict[str, Any], events: int) -> list[str]:
+def drain_lines(drain: dict[str, Any], events: int) -> list[str]:
+    """Drain of the internal topics once every source event was counted."""
     lines = [
         f"pipeline drain: internal topics settled {drain['drain_seconds']:.2f}s after all "
-        f"purchases were counted (no change for {drain['quiet_seconds']:.1f}s); "
+        f"source events were counted (no change for {drain['quiet_seconds']:.1f}s); "
         f"{drain['channel_deltas']:,} channel deltas applied"
     ]
     for topic, figures in drain["internal_topics"].items():
@@ -145,10 +190,10 @@ def _drain_lines(drain: dict[str, Any], events: int) -> list[str]:
             f"counted {figures['consumed']:,}{mismatch}"
         )
     end_to_end = drain["end_to_end_seconds"]
-    if end_to_end > 0:
+    if end_to_end > 0 and events:
         lines.append(
-            f"end to end (first purchase counted -> internal topics settled): "
-            f"{end_to_end:.2f}s = {events / end_to_end:,.0f} purchases/s fully applied"
+            f"end to end (first event counted -> internal topics settled): "
+            f"{end_to_end:.2f}s = {events / end_to_end:,.0f} source events/s fully applied"
         )
     if drain["worker_log_problems"]:
         lines.append("worker log warnings/errors (count: message):")
@@ -156,33 +201,55 @@ def _drain_lines(drain: dict[str, Any], events: int) -> list[str]:
     return lines
 
 
+# -- Markdown
+
+
+def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    head = "| " + " | ".join(columns) + " |"
+    align = "|" + "|".join(["---"] + ["---:"] * (len(columns) - 1)) + "|"
+    return [head, align, *("| " + " | ".join(row) + " |" for row in rows)]
+
+
+def section_markdown(section: Section) -> list[str]:
+    lines = [f"## {section.title}", "", *markdown_table(section.columns, section.rows), ""]
+    if section.notes:
+        lines.extend([*(bullet(note) for note in section.notes), ""])
+    if section.plots:
+        lines.extend([*(f"![{section.title}]({plot})" for plot in section.plots), ""])
+    return lines
+
+
 def markdown(report: Report) -> str:
-    head = "| " + " | ".join(HEADERS) + " |"
-    align = "|" + "|".join(["---"] + ["---:"] * (len(HEADERS) - 1)) + "|"
-    body = ["| " + " | ".join(row) + " |" for row in report.rows()]
-    machine = [f"- {key}: {value}" for key, value in report.machine.items()]
-    return "\n".join(
+    lines = ["# ltvcac benchmark (latest run)", ""]
+    if report.stages:
+        lines.extend(
+            [
+                "Same pre-published source topics (a shop's event mix) read by each stage in a"
+                " fresh consumer group.",
+                "",
+                *markdown_table(HEADERS, report.rows()),
+                "",
+                *(bullet(line) for line in summary_lines(report)),
+                "",
+            ]
+        )
+    for section in report.sections:
+        lines.extend(section_markdown(section))
+    lines.extend(
         [
-            "# ltvcac benchmark (latest run)",
-            "",
-            "Same pre-published purchases topic read by each stage in a fresh consumer group.",
-            "",
-            head,
-            align,
-            *body,
-            "",
-            *(_bullet(line) for line in summary_lines(report)),
+            f"Total wall time {report.wall_seconds:.1f}s.",
             "",
             "## Machine",
             "",
-            *machine,
+            *(f"- {key}: {value}" for key, value in report.machine.items()),
             "",
         ]
     )
+    return "\n".join(lines)
 
 
-def _bullet(line: str) -> str:
-    # Indented summary lines belong to the line above: nest them in the list.
+def bullet(line: str) -> str:
+    # Indented lines belong to the line above: nest them in the list.
     return f"  - {line.strip()}" if line.startswith("  ") else f"- {line}"
 
 
