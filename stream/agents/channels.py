@@ -50,12 +50,25 @@ async def handle(runtime: Runtime, message: Any, channels: Records[ChannelRecord
         if isinstance(update, Rejection):
             return await reject(runtime, message, update)
         try:
-            delta = ChannelDelta.from_json(update)
+            deltas = _deltas(update)
         except INTERNAL_ERRORS as error:
             return await reject(runtime, message, Rejection("invalid_internal", repr(error)))
-        record = channels.get(delta.channel)
-        outcome = Outcome(APPLIED if record.apply(delta) else REDELIVERED)
+        record = channels.get(deltas[0].channel)
+        applied = [record.apply(delta) for delta in deltas]  # each exactly once
+        outcome = Outcome(APPLIED if any(applied) else REDELIVERED)
     if outcome.changed_state:
         channels.changed(record.channel, message)
         runtime.advance_watermark(record.watermark)
-    await publish(runtime, message, outcome)
+    await publish(runtime, message, outcome, channels)
+
+
+def _deltas(update: dict[str, Any]) -> list[ChannelDelta]:
+    """The deltas of a message (``stream.agents.common.send_deltas``), all of one channel;
+    a message of a single delta is what workers before batched deltas sent."""
+    items = update.get("deltas", [update])
+    if not isinstance(items, list) or not items:
+        raise ValueError("deltas must be a non-empty list")
+    deltas = [ChannelDelta.from_json(item) for item in items]
+    if len({delta.channel for delta in deltas}) != 1:
+        raise ValueError("the deltas of a message must all be of one channel")
+    return deltas

@@ -11,7 +11,7 @@ import orjson
 
 from schemas.topics import DEAD_LETTERS
 from stream.domain import lateness
-from stream.domain.channel import Source
+from stream.domain.channel import ChannelDelta, Source
 from stream.domain.ingest import Rejection, dead_letter, dead_letter_key
 from stream.domain.outcome import REJECTED, Outcome
 
@@ -50,6 +50,7 @@ class Records(Generic[R]):
         self._to_json = to_json
         self._loaded: dict[str, R] = {}
         self._changed: dict[str, int] = {}  # key -> partition of the event that changed it
+        self.deltas: list[ChannelDelta] = []  # what the batch's events caused, in order
 
     def get(self, key: str) -> R:
         """The record of ``key`` as this batch left it, or a new empty one."""
@@ -92,6 +93,7 @@ def register_agent(
             batch = records()
             for event in events:
                 await handle_safely(runtime, event.message, handle, batch)
+            await send_deltas(runtime, batch.deltas)
             batch.write()
 
 
@@ -143,17 +145,55 @@ def internal_json(message: Any) -> dict[str, Any] | Rejection:
 INTERNAL_ERRORS = (KeyError, TypeError, ValueError)  # a malformed internal message
 
 
-async def publish(runtime: Runtime, message: Any, outcome: Outcome) -> None:
-    """Count the outcome and send its dead letter, deltas and messages."""
+async def publish(
+    runtime: Runtime, message: Any, outcome: Outcome, batch: Records[Any] | None = None
+) -> None:
+    """Count the outcome and send its dead letter and messages; its deltas are sent with
+    the rest of ``batch``'s when the batch ends (at once without a batch)."""
     topic = logical_topic(runtime, message.topic)
     runtime.counters.events.labels(topic, outcome.status).inc()
     if outcome.status == REJECTED:
         rejection = Rejection(outcome.reason or "rejected", outcome.detail)
         await send_dead_letter(runtime, message, rejection)
-    for delta in outcome.deltas:
-        await runtime.send("channel-deltas", delta.channel, delta.to_json())
+    if batch is None:
+        await send_deltas(runtime, outcome.deltas)
+    else:
+        batch.deltas.extend(outcome.deltas)
     for internal in outcome.messages:
         await runtime.send(internal.topic, internal.key, internal.value)
+
+
+# A message of channel deltas holds at most about this many bytes of them (the broker's
+# default limit for a message is 1 MB).
+DELTAS_MESSAGE_BYTES = 256 * 1024
+
+
+async def send_deltas(runtime: Runtime, deltas: list[ChannelDelta]) -> None:
+    """Send ``deltas`` as one message per channel (more if large), in their order.
+
+    Most source events change a few channels a little; a message per delta made the
+    channel-deltas topic the pipeline's largest cost. Each delta keeps its own source
+    position inside the message, so the channel still applies every one exactly once.
+    """
+    by_channel: dict[str, list[bytes]] = {}
+    for delta in deltas:
+        by_channel.setdefault(delta.channel, []).append(orjson.dumps(delta.to_json()))
+    for channel, encoded in by_channel.items():
+        for chunk in _chunks(encoded, DELTAS_MESSAGE_BYTES):
+            value = b'{"deltas":[' + b",".join(chunk) + b"]}"
+            await runtime.topics["channel-deltas"].send(key=channel.encode(), value=value)
+
+
+def _chunks(encoded: list[bytes], limit: int) -> list[list[bytes]]:
+    chunks: list[list[bytes]] = [[]]
+    size = 0
+    for item in encoded:
+        if chunks[-1] and size + len(item) > limit:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(item)
+        size += len(item) + 1  # and its comma
+    return chunks
 
 
 async def send_dead_letter(runtime: Runtime, message: Any, rejection: Rejection) -> None:

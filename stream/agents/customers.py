@@ -88,7 +88,7 @@ async def handle(runtime: Runtime, message: Any, customers: Records[CustomerReco
     if outcome.changed_state:
         customers.changed(record.customer_id, message)
         runtime.projection.customer_changed(record)
-    await publish(runtime, message, outcome)
+    await publish(runtime, message, outcome, customers)
 
 
 def _referrer(value: object) -> str | None:

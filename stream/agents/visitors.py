@@ -73,4 +73,4 @@ async def handle(runtime: Runtime, message: Any, visitors: Records[VisitorRecord
             return await reject(runtime, message, Rejection("invalid_internal", repr(error)))
     if outcome.changed_state:
         visitors.changed(record.visitor_id, message)
-    await publish(runtime, message, outcome)
+    await publish(runtime, message, outcome, visitors)

@@ -9,9 +9,12 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry
 
-from stream.agents.common import Records, handle_safely
+from stream.agents import channels as channel_agent
+from stream.agents.common import DELTAS_MESSAGE_BYTES, Records, handle_safely, send_deltas
+from stream.domain.channel import Bucket, ChannelDelta, ChannelRecord, Source
 from stream.metrics import PipelineCounters
 
 
@@ -109,3 +112,70 @@ async def test_an_unforeseen_error_is_an_internal_error_dead_letter() -> None:
         "ltvcac_dead_letters_total", {"reason": "internal_error"}
     )
     assert value == 1.0
+
+
+class FakeTopic:
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, bytes]] = []
+
+    async def send(self, key: bytes, value: bytes) -> None:
+        self.sent.append((key, value))
+
+
+def spend_delta(channel: str, offset: int, cents: int) -> ChannelDelta:
+    bucket = Bucket({"spend:media": cents})
+    return ChannelDelta(channel, Source("ad-clicks", 0, offset), 86400 * 20_000, {20_000: bucket})
+
+
+async def test_a_batchs_deltas_go_out_as_one_message_per_channel_in_their_order() -> None:
+    runtime = FakeRuntime()
+    topic = FakeTopic()
+    runtime.topics = {"channel-deltas": topic}  # type: ignore[attr-defined]
+    deltas = [spend_delta("search", 1, 10), spend_delta("social", 2, 20)]
+    deltas += [spend_delta("search", 3, 30)]
+
+    await send_deltas(runtime, deltas)  # type: ignore[arg-type]
+
+    sent = {key: json.loads(value)["deltas"] for key, value in topic.sent}
+    assert sorted(sent) == [b"search", b"social"]
+    assert [ChannelDelta.from_json(item) for item in sent[b"search"]] == [deltas[0], deltas[2]]
+    assert [ChannelDelta.from_json(item) for item in sent[b"social"]] == [deltas[1]]
+
+
+async def test_large_batches_of_deltas_are_split_below_the_message_limit() -> None:
+    runtime = FakeRuntime()
+    topic = FakeTopic()
+    runtime.topics = {"channel-deltas": topic}  # type: ignore[attr-defined]
+    deltas = [spend_delta("search", offset, offset) for offset in range(20_000)]
+
+    await send_deltas(runtime, deltas)  # type: ignore[arg-type]
+
+    assert len(topic.sent) > 1
+    assert all(len(value) <= DELTAS_MESSAGE_BYTES + len('{"deltas":[]}') for _, value in topic.sent)
+    received = [item for _, value in topic.sent for item in json.loads(value)["deltas"]]
+    assert [ChannelDelta.from_json(item) for item in received] == deltas
+
+
+def test_a_message_of_deltas_applies_each_delta_exactly_once() -> None:
+    record = ChannelRecord("search")
+    first = spend_delta("search", 1, 10)
+    assert record.apply(first)
+    later = [spend_delta("search", 2, 20), spend_delta("search", 3, 30)]
+    message = {"deltas": [first.to_json(), *(delta.to_json() for delta in later)]}
+
+    applied = [record.apply(delta) for delta in channel_agent._deltas(message)]
+
+    assert applied == [False, True, True]  # the first was applied before the crash
+    assert record.buckets[20_000].counts == {"spend:media": 60}
+
+
+def test_a_message_of_deltas_of_several_channels_is_malformed() -> None:
+    mixed = {
+        "deltas": [spend_delta("search", 1, 1).to_json(), spend_delta("email", 2, 1).to_json()]
+    }
+    with pytest.raises(ValueError, match="one channel"):
+        channel_agent._deltas(mixed)
+    with pytest.raises(ValueError, match="non-empty"):
+        channel_agent._deltas({"deltas": []})
+    # a single delta, as workers before batched deltas sent it
+    assert channel_agent._deltas(spend_delta("email", 2, 1).to_json())[0].channel == "email"
