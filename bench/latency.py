@@ -141,7 +141,7 @@ class Snapshot:
 def parse_metrics(text: str, started: float, ended: float) -> Snapshot:
     """Only the lines the benchmark reads: a full parse would cost more than the scrape."""
     probes: dict[SeriesKey, float] = {}
-    handled: Counter[str] = Counter()
+    handled: dict[str, float] = {}
     lag: float | None = None
     dead = 0.0
     for line in text.splitlines():
@@ -162,10 +162,10 @@ def parse_metrics(text: str, started: float, ended: float) -> Snapshot:
         elif lagging:
             lag = (lag or 0.0) + value
         elif name == "ltvcac_events_total":
-            handled[labels["topic"]] += value
+            handled[labels["topic"]] = handled.get(labels["topic"], 0.0) + value
         else:
             dead += value
-    return Snapshot(started, ended, probes, lag, dict(handled), dead)
+    return Snapshot(started, ended, probes, lag, handled, dead)
 
 
 class GaugeWatch:
@@ -699,7 +699,8 @@ def _notes(results: Sequence[StepResult], scrape_interval: float) -> list[str]:
         )
         notes.append(
             f"{result.rate:,}/s: caught up {caught} after the last ack; "
-            f"{len(result.scrapes)} scrapes, each p50 {_ms(scrapes.get('p50'))} max {_ms(scrapes.get('max'))}; last send "
+            f"{len(result.scrapes)} scrapes, each p50 {_ms(scrapes.get('p50'))} "
+            f"max {_ms(scrapes.get('max'))}; last send "
             f"{result.paced.behind_at_end * 1000:.0f} ms behind schedule"
         )
     return notes

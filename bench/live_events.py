@@ -125,7 +125,8 @@ def spend(
 
 def partition_of(key: str, partitions: int) -> int:
     """The partition Kafka's default partitioner (and Faust's) gives ``key``."""
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+    hashed: int = murmur2(key.encode())
+    return (hashed & 0x7FFFFFFF) % partitions
 
 
 def ids_in_partition(stem: str, count: int, partitions: int, partition: int = 0) -> list[str]:
