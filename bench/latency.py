@@ -5,23 +5,28 @@ shop's events arrives at 500, 1,000, 2,000 ... events/s.
 One ``ltvcac worker`` process on fresh topics (unique prefix, app id and Redis key
 prefix) serves every rate step in turn. Each step publishes the background mix of
 ``bench.live_events`` at its rate with one aiokafka producer (linger 5 ms, acks=1), paced
-by the monotonic clock, and among it three kinds of probe, 5 per second each, on channels
-that only the probes of that step touch, so that each probe moves one gauge by a known
-amount and by nothing else:
+by the monotonic clock, and among it three kinds of probe, 5 per second each, on two
+channels that only probes touch, so that each probe moves one gauge by a known amount
+and nothing else moves it:
 
-- ``ad spend``: an ad_spend of 1.00 on channel ``probe-<step>-spend``, read by the
-  channels agent straight from the ad-spend topic (one stage). Gauge:
-  ``ltvcac_spend{window="lifetime"}`` = k x 1.00 after the k-th probe.
-- ``repeat purchase``: an order of 10.00 (cost of goods 0.00) by one customer acquired
-  on channel ``probe-<step>-repeat`` before the step (a click, then a first order of
-  10.00): customers agent -> channel-deltas -> channels agent (two stages). Gauge:
+- ``ad spend``: an ad_spend of 1.00 on channel ``probe-acquire``, read by the channels
+  agent straight from the ad-spend topic (one stage). Gauge:
+  ``ltvcac_spend{window="lifetime"}``, up 1.00 per probe.
+- ``repeat purchase``: an order of 10.00 (cost of goods 0.00) by the one customer of
+  channel ``probe-repeat`` (acquired before the first step by a click and a first order):
+  customers agent -> channel-deltas -> channels agent (two stages). Gauge:
   ``ltvcac_lifetime_value{model="last_touch",method="historical"}``, the channel's gross
-  profit per customer = 10.00 x (k + 1).
+  profit per customer, up 10.00 per probe.
 - ``new customer``: the first order of a new customer whose visitor clicked an ad of
-  channel ``probe-<step>-new`` before the step: customers -> visitor-updates ->
+  ``probe-acquire`` before the step (seeded clicks, so that during the step that
+  channel's spend moves with the spend probes only): customers -> visitor-updates ->
   visitors (attribution) -> customer-updates -> customers -> channel-deltas -> channels
   (five stages, the acquisition path). Gauge:
-  ``ltvcac_new_customers{window="lifetime",model="last_touch"}`` = k.
+  ``ltvcac_new_customers{window="lifetime",model="last_touch"}``, up 1 per probe.
+
+Each step reads the gauges' values once its seeds show and counts from there. The two
+probe channels are the same in every step: each channel adds about 300 series to every
+scrape, and scrape cost is what this benchmark has to keep small (below).
 
 The probes of one path are keyed so that every stage reads them in publish order (one
 customer, one channel, or ids chosen to hash to one partition of each topic), so the
@@ -30,12 +35,18 @@ gauge reaching the k-th expected value means exactly that the k-th probe is appl
 A probe's publish time is when the producer's ``send`` future resolved with the broker's
 ack: from then on the event is stored and readable, which is what a shop backend calls
 published; the time before it is the producer's own batching (its linger), not the
-service's. Latencies from the ``send`` call are kept in the raw data beside them. A
-thread scrapes ``/metrics`` every ``scrape_interval`` (20 ms) and a probe counts as seen
-at the end of the first scrape that shows its step: the figures are an upper bound, late
-by at most one scrape interval plus one scrape (both reported). Scraping this often
-makes the worker compute the figures of every changed channel 50 times a second, which
-Prometheus (every 15 s or so) does not: the measurement loads what it measures.
+service's. Latencies from the ``send`` call are kept in the raw data beside them.
+
+A thread scrapes ``/metrics`` every ``scrape_interval`` and a probe counts as seen at the
+end of the first scrape that shows its step: the figures are an upper bound, late by at
+most one scrape interval plus one scrape (both reported). A scrape is not cheap for the
+worker: it computes the figures of every channel that changed and formats some 3,000
+series (about 300 per channel, 330 kB), 40-70 ms of its single event loop on a shared
+2-core machine, during which no agent runs. Scraped every 20 ms the worker spent about
+60 % of its samples in ``/metrics`` and fell far behind at 300 events/s, so the default
+interval is 250 ms: a coarser resolution, and a measurement that loads the worker a
+fifth as much (the share of each step spent answering scrapes is reported). Prometheus
+scrapes every 15 s or so.
 
 After each step: the input rate achieved (messages acked / first send to last ack), the
 consumer lag on ``/metrics`` (``ltvcac_consumer_lag_messages``, end offset - committed,
@@ -64,7 +75,7 @@ import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from types import FrameType
@@ -107,7 +118,7 @@ COLUMNS = [
 ]
 PARTITIONS = 4
 PROBES_PER_SECOND = 5  # per path: 100 probes in a 20 s step, enough for a p99
-SCRAPE_INTERVAL = 0.02
+SCRAPE_INTERVAL = 0.25  # see the module docstring: every scrape stalls the worker
 LINGER_MS = 5
 MODEL = "last_touch"  # the worker's default primary model; one touch weighs 1 in all
 SOURCE_TOPICS = (PURCHASES.name, AD_CLICKS.name, AD_SPEND.name)
@@ -136,6 +147,10 @@ class Snapshot:
     lag: float | None
     handled: dict[str, float]
     dead_letters: float
+
+    def value(self, series: SeriesKey) -> float:
+        """The series' value; 0 while it is absent (no such figure yet)."""
+        return self.probes.get(series, 0.0)
 
 
 def parse_metrics(text: str, started: float, ended: float) -> Snapshot:
@@ -241,101 +256,93 @@ class Probe:
     number: int  # 1, 2, ... within its path
 
 
-@dataclass
-class StepPlan:
-    """The probes of one rate step: the seed events that prepare their channels, the
-    probes themselves, and the gauges they move."""
-
-    tag: str
-    paths: list[ProbePath]
-    seed_clicks: list[Outgoing]
-    seed_orders: list[Outgoing]
-    probes: list[tuple[Outgoing, Probe]]
-    seeded_when: list[tuple[SeriesKey, float]]  # gauges that show the clicks applied
-    first_orders: list[tuple[SeriesKey, float]]  # and the seed order
+ACQUIRE_CHANNEL = "probe-acquire"  # moved by the ad spend and new customer probes
+REPEAT_CHANNEL = "probe-repeat"  # moved by the repeat purchase probes
+REPEAT_CUSTOMER, REPEAT_VISITOR = "c-probe-repeat", "v-probe-repeat"
+LIFETIME = {"window": "lifetime"}
 
 
 def _series(name: str, channel: str, **labels: str) -> SeriesKey:
     return name, frozenset({"channel": channel, **labels}.items())
 
 
-def plan_step(tag: str, seconds: float, start: dt.datetime) -> StepPlan:
-    """Channels, seeds and probes of the step ``tag`` lasting ``seconds``."""
+ACQUIRE_SPEND = _series("ltvcac_spend", ACQUIRE_CHANNEL, **LIFETIME)
+REPEAT_SPEND = _series("ltvcac_spend", REPEAT_CHANNEL, **LIFETIME)
+REPEAT_LTV = _series("ltvcac_lifetime_value", REPEAT_CHANNEL, model=MODEL, method="historical")
+NEW_CUSTOMERS = _series("ltvcac_new_customers", ACQUIRE_CHANNEL, **LIFETIME, model=MODEL)
+# Two channels for three paths, the same in every step: each probe channel adds some
+# 300 series to every scrape. The clicks of the new customers are seeded before the
+# step, so during it the acquisition channel's spend moves with the spend probes only.
+PATHS = (
+    ProbePath("ad spend", ACQUIRE_SPEND, 0.0, float(PROBE_SPEND), 0.0),
+    ProbePath("repeat purchase", REPEAT_LTV, 0.0, float(PROBE_AMOUNT), 1 / 3),
+    ProbePath("new customer", NEW_CUSTOMERS, 0.0, 1.0, 2 / 3),
+)
+
+
+@dataclass
+class StepPlan:
+    """The probes of one rate step and the seed events that prepare them: clicks for the
+    step's new customers (and, in the first step, the repeat customer's click and first
+    order), with the gauge values that show the seeds applied."""
+
+    tag: str
+    seed_clicks: list[Outgoing]
+    seed_orders: list[Outgoing]
+    probes: list[tuple[Outgoing, Probe]]
+    clicks_shown: list[tuple[SeriesKey, float]]
+    orders_shown: list[tuple[SeriesKey, float]]
+    paths: list[ProbePath] = field(default_factory=list)  # with their values once seeded
+
+
+def plan_step(tag: str, seconds: float, start: dt.datetime, before: Snapshot) -> StepPlan:
+    """Seeds and probes of the step ``tag`` lasting ``seconds``; ``before``: a scrape
+    taken before its seeds were published."""
     count = max(1, round(seconds * PROBES_PER_SECOND))
-    spend_channel, repeat_channel, new_channel = (
-        f"probe-{tag}-{path}" for path in ("spend", "repeat", "new")
-    )
-    lifetime = {"window": "lifetime"}
-    spend_series = _series("ltvcac_spend", spend_channel, **lifetime)
-    ltv_series = _series("ltvcac_lifetime_value", repeat_channel, model=MODEL, method="historical")
-    new_series = _series("ltvcac_new_customers", new_channel, **lifetime, model=MODEL)
-    paths = [
-        ProbePath("ad spend", spend_series, 0.0, float(PROBE_SPEND), 0.0),
-        ProbePath("repeat purchase", ltv_series, float(PROBE_AMOUNT), float(PROBE_AMOUNT), 1 / 3),
-        ProbePath("new customer", new_series, 0.0, 1.0, 2 / 3),
-    ]
     # Every stage reads one partition of each topic for these: probes stay in order.
-    customers = ids_in_partition(f"c-probe-{tag}-new", count, PARTITIONS)
-    visitors = ids_in_partition(f"v-probe-{tag}-new", count, PARTITIONS)
-    repeat_customer, repeat_visitor = f"c-probe-{tag}-repeat", f"v-probe-{tag}-repeat"
+    customers = ids_in_partition(f"c-probe-{tag}", count, PARTITIONS)
+    visitors = ids_in_partition(f"v-probe-{tag}", count, PARTITIONS)
     # Seeds happened well before the step in event time: a probe order in the seed's
     # second could otherwise count as the customer's first (earliest) order.
     clicked_at, ordered_at = start - SEED_LEAD, start - SEED_LEAD / 2
-    seed_clicks = [
-        _probe_click(f"{tag}-seed-{visitor}", visitor, channel, clicked_at)
-        for visitor, channel in [(repeat_visitor, repeat_channel)]
-        + [(visitor, new_channel) for visitor in visitors]
-    ]
-    seed_order = purchase(
-        f"e-probe-{tag}-repeat-0",
-        repeat_customer,
-        f"o-probe-{tag}-repeat-0",
-        PROBE_AMOUNT,
-        ordered_at,
-        Decimal("0.00"),
-        repeat_visitor,
-    )
+    clicks = [_probe_click(f"{tag}-{v}", v, ACQUIRE_CHANNEL, clicked_at) for v in visitors]
+    clicks_shown = [(ACQUIRE_SPEND, before.value(ACQUIRE_SPEND) + count * float(PROBE_CLICK_COST))]
+    orders: list[Outgoing] = []
+    orders_shown: list[tuple[SeriesKey, float]] = []
+    if before.value(REPEAT_LTV) == 0:  # the first step: acquire the repeat customer
+        clicks.append(_probe_click(tag, REPEAT_VISITOR, REPEAT_CHANNEL, clicked_at))
+        clicks_shown.append((REPEAT_SPEND, float(PROBE_CLICK_COST)))
+        first = _probe_order(f"{tag}-0", REPEAT_CUSTOMER, ordered_at, REPEAT_VISITOR)
+        orders.append(encoded(PURCHASES, REPEAT_CUSTOMER, first, 0.0))
+        orders_shown.append((REPEAT_LTV, float(PROBE_AMOUNT)))
     interval = 1 / PROBES_PER_SECOND
     probes: list[tuple[Outgoing, Probe]] = []
     for number in range(1, count + 1):
-        for index, path in enumerate(paths):
+        for index, path in enumerate(PATHS):
             due = (number - 1 + path.phase) * interval
             at = start + dt.timedelta(seconds=due)
+            event_id = f"{tag}-{index}-{number}"
             if index == 0:
-                event = spend(
-                    f"e-probe-{tag}-spend-{number}", spend_channel, "media", PROBE_SPEND, at
-                )
-                message = encoded(AD_SPEND, spend_channel, event, due)
+                event = spend(f"e-probe-{event_id}", ACQUIRE_CHANNEL, "media", PROBE_SPEND, at)
+                message = encoded(AD_SPEND, ACQUIRE_CHANNEL, event, due)
             else:
                 customer, visitor = (
-                    (repeat_customer, None)
+                    (REPEAT_CUSTOMER, None)
                     if index == 1
                     else (customers[number - 1], visitors[number - 1])
                 )
-                event = purchase(
-                    f"e-probe-{tag}-{index}-{number}",
-                    customer,
-                    f"o-probe-{tag}-{index}-{number}",
-                    PROBE_AMOUNT,
-                    at,
-                    Decimal("0.00"),
-                    visitor,
-                )
+                event = _probe_order(event_id, customer, at, visitor)
                 message = encoded(PURCHASES, customer, event, due)
             probes.append((message, Probe(index, number)))
-    clicks_cost = float(PROBE_CLICK_COST)
-    return StepPlan(
-        tag,
-        paths,
-        seed_clicks,
-        [encoded(PURCHASES, repeat_customer, seed_order, 0.0)],
-        probes,
-        [
-            (_series("ltvcac_spend", repeat_channel, **lifetime), clicks_cost),
-            (_series("ltvcac_spend", new_channel, **lifetime), clicks_cost * count),
-        ],
-        [(ltv_series, float(PROBE_AMOUNT))],
-    )
+    return StepPlan(tag, clicks, orders, probes, clicks_shown, orders_shown)
+
+
+def _probe_order(
+    event_id: str, customer: str, at: dt.datetime, visitor: str | None
+) -> dict[str, Any]:
+    """An order whose gross profit is its amount (no cost of goods)."""
+    order, goods = f"o-probe-{event_id}", Decimal("0.00")
+    return purchase(f"e-probe-{event_id}", customer, order, PROBE_AMOUNT, at, goods, visitor)
 
 
 def _probe_click(event_id: str, visitor: str, channel: str, at: dt.datetime) -> Outgoing:
@@ -444,6 +451,13 @@ class StepResult:
     caught_up_after: float | None
     scrapes: list[float]  # seconds each scrape of the step took
     scrape_gaps: list[float]  # seconds between the starts of consecutive scrapes
+    worker_cpu: float | None = None  # CPU seconds per second the worker used in the step
+
+    @property
+    def scrape_share(self) -> float:
+        """Share of the step the worker spent answering scrapes (their wall time)."""
+        span = self.paced.last_ack - self.paced.first_send
+        return sum(self.scrapes) / span if span > 0 else 0.0
 
 
 @dataclass
@@ -480,7 +494,7 @@ class Run:
             latest = self.fresh()
             if latest is None:
                 return None
-            done = all(latest.probes.get(key, 0.0) >= value - _TOLERANCE for key, value in targets)
+            done = all(latest.value(key) >= value - _TOLERANCE for key, value in targets)
             return True if done else None
 
         wait_for(reached, self.timeout, what, SCRAPE_INTERVAL, self.context)
@@ -493,20 +507,26 @@ class Run:
 def run_step(run: Run, rate: int, seconds: float) -> StepResult:
     tag = f"r{rate}-{uuid.uuid4().hex[:4]}"
     start = dt.datetime.now(dt.UTC)
-    plan = plan_step(tag, seconds, start)
+    before, _ = wait_for(run.fresh, run.timeout, "a first scrape", SCRAPE_INTERVAL, run.context)
+    plan = plan_step(tag, seconds, start, before)
     run.publish(plan.seed_clicks, f"seeding the probe channels of step {tag}")
-    run.wait_for_gauges(plan.seeded_when, f"the seed clicks of step {tag} to show")
-    run.publish(plan.seed_orders, f"the first order of the repeat probe customer of {tag}")
-    run.wait_for_gauges(plan.first_orders, f"the repeat probe customer of {tag} to show")
+    run.wait_for_gauges(plan.clicks_shown, f"the seed clicks of step {tag} to show")
+    if plan.seed_orders:
+        run.publish(plan.seed_orders, "the first order of the repeat probe customer")
+        run.wait_for_gauges(plan.orders_shown, "the repeat probe customer to show")
+    seeded, _ = wait_for(run.fresh, run.timeout, "a scrape", SCRAPE_INTERVAL, run.context)
+    plan.paths = [replace(path, base=seeded.value(path.series)) for path in PATHS]
     # Generated before the clock starts; event time is when generation began, a few
     # seconds before publication, as with any producer that buffers.
     schedule = merged_schedule(run.mix.events(rate, seconds, start), plan.probes)
     log.info("step %s: %d events at %d/s for %.0fs", tag, len(schedule), rate, seconds)
+    cpu_before = cpu_seconds(run.worker.pid)
     paced = run_async(
         publish_paced(run.bootstrap, run.prefix, schedule),
         seconds + run.timeout,
         f"publishing step {tag}",
     )
+    cpu_used = _difference(cpu_seconds(run.worker.pid), cpu_before)
     run.published.update(paced.published)
     at_end, _ = wait_for(
         lambda: run.first_scrape_after(paced.last_ack),
@@ -517,7 +537,23 @@ def run_step(run: Run, rate: int, seconds: float) -> StepResult:
     )
     seen = _await_probes(run, plan, paced)
     caught_up = _await_caught_up(run, paced.last_ack)
-    return _step_result(run, rate, seconds, plan, paced, seen, at_end, caught_up)
+    result = _step_result(run, rate, seconds, plan, paced, seen, at_end, caught_up)
+    span = paced.last_ack - paced.first_send
+    result.worker_cpu = None if cpu_used is None or span <= 0 else cpu_used / span
+    return result
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (Linux ``/proc``), None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _difference(after: float | None, before: float | None) -> float | None:
+    return None if after is None or before is None else after - before
 
 
 def _await_probes(run: Run, plan: StepPlan, paced: PaceLog) -> dict[tuple[int, int], float]:
@@ -540,7 +576,7 @@ def first_seen(
     for index, path in enumerate(paths):
         number = 1
         for snapshot in snapshots:
-            value = snapshot.probes.get(path.series, 0.0)
+            value = snapshot.value(path.series)
             while number <= per_path and value >= path.expected(number) - _TOLERANCE:
                 seen[(index, number)] = snapshot.ended
                 number += 1
@@ -618,6 +654,10 @@ def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:,.0f} ms"
 
 
+def _cores(cores: float | None) -> str:
+    return "-" if cores is None else f"{cores:.2f} cores"
+
+
 def _rows(result: StepResult) -> list[list[str]]:
     rows = []
     for path, values in result.latencies.items():
@@ -668,6 +708,8 @@ def _step_data(result: StepResult) -> dict[str, Any]:
         "caught_up_after_seconds": None
         if result.caught_up_after is None
         else round(result.caught_up_after, 3),
+        "worker_cpu_cores": None if result.worker_cpu is None else round(result.worker_cpu, 3),
+        "scrape_share_of_step": round(result.scrape_share, 3),
         "scrapes": len(result.scrapes),
         "scrape_seconds": rounded(scrapes),
         "scrape_interval_seconds": rounded(gaps),
@@ -700,7 +742,8 @@ def _notes(results: Sequence[StepResult], scrape_interval: float) -> list[str]:
         notes.append(
             f"{result.rate:,}/s: caught up {caught} after the last ack; "
             f"{len(result.scrapes)} scrapes, each p50 {_ms(scrapes.get('p50'))} "
-            f"max {_ms(scrapes.get('max'))}; last send "
+            f"max {_ms(scrapes.get('max'))} ({result.scrape_share:.0%} of the step spent "
+            f"answering scrapes); worker CPU {_cores(result.worker_cpu)}; last send "
             f"{result.paced.behind_at_end * 1000:.0f} ms behind schedule"
         )
     return notes
