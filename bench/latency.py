@@ -756,7 +756,7 @@ def plot(results: Sequence[StepResult], path: Path) -> None:
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(8, 5))
+    figure, axes = plt.subplots(figsize=(10, 5))
     names = list(results[0].latencies) if results else []
     styles = {"p50": ":", "p95": "-.", "p99": "-", "max": "--"}
     for colour, name in zip(("tab:blue", "tab:orange", "tab:green"), names, strict=False):
@@ -774,7 +774,7 @@ def plot(results: Sequence[StepResult], path: Path) -> None:
     axes.set_yscale("log")
     axes.set_title("ltvcac publish-to-gauge latency")
     axes.grid(True, which="both", alpha=0.3)
-    axes.legend(fontsize=7, ncol=3)
+    axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
