@@ -808,8 +808,9 @@ def measure(
 ) -> list[Section]:
     """Run one worker through a step per rate; the section and ``latency.png`` in
     ``results_dir``. Stops the worker on every path out."""
-    prefix = f"bench-latency-{uuid.uuid4().hex[:8]}."
-    env = worker_env(endpoints, prefix, PipelineOptions(PARTITIONS, timeout))
+    unique = uuid.uuid4().hex[:12]
+    prefix = f"bench-latency-{unique[:8]}."
+    env = worker_env(endpoints, prefix, PipelineOptions(PARTITIONS, timeout), unique)
     log_path = workdir / "latency-worker.log"
     worker = WorkerProcess(env, log_path)
     watch = GaugeWatch(worker.metrics_url, scrape_interval)
@@ -841,7 +842,7 @@ def measure(
         "producer": {"linger_ms": LINGER_MS, "acks": 1},
         "dead_letters": None if dead is None else dead.dead_letters,
         "failed_scrapes": watch.failures,
-        "worker_log_problems": log_problems(log_path),
+        "worker_log_problems": log_problems([log_path]),
     }
     return [section(results, plot_name, extra, scrape_interval)]
 
