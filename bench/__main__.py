@@ -2,7 +2,10 @@
 
 Parts (``--only``): ``throughput`` reads the source topics, each stage in a fresh
 consumer group: raw aiokafka, a bare Faust agent, the full ltvcac worker.
-``scaling`` reads them with one and with two ltvcac workers of one app id. Prints the
+``scaling`` reads them with one and with two ltvcac workers of one app id. ``latency``
+publishes at fixed rates and times each probe from its publish to the gauge that shows
+it. ``state`` measures the tables' bytes per customer and their recovery from the
+changelog, with the memory store and with RocksDB. Prints the
 tables and writes ``bench/results/latest.json`` and ``latest.md``. Everything started
 here (broker, Redis, child processes) is stopped on success, failure, Ctrl-C or SIGTERM.
 """
@@ -25,8 +28,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from bench import latency, scaling, state
 from bench import report as reporting
-from bench import scaling
 from bench.baselines import consume_raw, run_bare_faust
 from bench.common import RESULTS_DIR, BenchError, Section, StageResult, run_async
 from bench.pipeline import PipelineOptions, run_pipeline
@@ -40,7 +43,7 @@ log = logging.getLogger("bench")
 SPAN_DAYS = 90
 # A section: measured against the running stack, f(endpoints, args, workdir).
 SectionFn = Callable[[StackEndpoints, argparse.Namespace, Path], list[Section]]
-PARTS = ("throughput", "scaling", "latency", "state", "recovery")
+PARTS = ("throughput", "scaling", "latency", "state")
 OUTCOMES = ("applied", "duplicate", "redelivered", "rejected")
 
 
@@ -53,8 +56,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         type=_parts,
-        default=("throughput", "scaling"),
-        help=f"comma-separated parts to run, of {','.join(PARTS)} (default: throughput,scaling)",
+        default=PARTS,
+        help=f"comma-separated parts to run, of {','.join(PARTS)} (default: all)",
+    )
+    parser.add_argument(
+        "--latency-rates",
+        type=_rates,
+        default=(500, 1000, 2000),
+        help="input rates of the latency steps, events/s (default: 500,1000,2000)",
+    )
+    parser.add_argument(
+        "--latency-seconds", type=float, default=20.0, help="seconds of each latency step"
+    )
+    parser.add_argument(
+        "--state-customers",
+        type=int,
+        default=1_000_000,
+        help="customers in the tables of the state and recovery part (default: 1,000,000)",
     )
     parser.add_argument(
         "--allowed-lateness",
@@ -81,6 +99,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.events < 10 or args.customers < 1 or args.partitions < 1:
         parser.error("--events must be at least 10, --customers and --partitions at least 1")
     return args
+
+
+def _rates(value: str) -> tuple[int, ...]:
+    try:
+        rates = tuple(int(rate) for rate in value.split(","))
+    except ValueError:
+        message = f"rates are whole events/s, e.g. 500,1000; got {value!r}"
+        raise argparse.ArgumentTypeError(message) from None
+    if not rates or min(rates) < 1:
+        raise argparse.ArgumentTypeError(f"rates must be at least 1 event/s; got {value!r}")
+    return rates
 
 
 def _parts(value: str) -> tuple[str, ...]:
@@ -138,7 +167,17 @@ def measure(args: argparse.Namespace, workdir: Path) -> reporting.Report:
             one_worker = _throughput(published, endpoints, args, workdir, report)
         sections: dict[str, SectionFn] = {
             "scaling": _scaling(published, one_worker, args),
-            # Further sections, one line each: "latency": latency.measure,
+            "latency": lambda endpoints, args, workdir: latency.measure(
+                endpoints,
+                workdir,
+                list(args.latency_rates),
+                args.latency_seconds,
+                args.timeout,
+                args.results_dir,
+            ),
+            "state": lambda endpoints, args, workdir: state.measure(
+                endpoints, workdir, args.state_customers, max(args.timeout, 900.0)
+            ),
         }
         for name in args.only:
             if name in sections:
