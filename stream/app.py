@@ -437,6 +437,7 @@ def create_runtime(settings: Settings, fx_file: RateBook) -> Runtime:
         autodiscover=False,
     )
     app.transport = Transport(app.conf.broker_consumer, app)
+    app.transport.fetch_max_wait_ms = settings.fetch_max_wait_ms
 
     def raw_topic(*names: str) -> Any:
         return app.topic(

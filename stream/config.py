@@ -58,6 +58,12 @@ class Settings(BaseSettings):
         0.5, gt=0, description="How often changed state is written to Redis."
     )
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
+    fetch_max_wait_ms: int = Field(
+        100,
+        ge=1,
+        le=30_000,
+        description="Longest wait of the worker's fetches when no records are ready, in ms.",
+    )
     event_loop: Literal["uvloop", "asyncio"] = Field(
         "uvloop", description="The worker's event loop: uvloop (faster) or Python's asyncio."
     )

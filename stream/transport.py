@@ -88,6 +88,14 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
                 await consumer.seek_to_beginning(*uncommitted)
         return committed
 
+    def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        # Faust fixes a fetch's longest wait at 1.5 s. A broker that holds a fetch that long
+        # although records arrived meanwhile (Tansu does) adds it to every hop of the
+        # pipeline; on Kafka, which answers once records arrive, it only paces idle fetches.
+        consumer._fetch_max_wait_ms = transport.fetch_max_wait_ms
+        return consumer
+
     async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
         reported = await super()._highwaters(partitions)
         if self.consumer.in_transaction or not reported:
@@ -106,6 +114,7 @@ class _Consumer(faust_aiokafka.Consumer):
 
 
 class Transport(faust_aiokafka.Transport):
-    """The aiokafka transport with checked changelog end offsets."""
+    """The aiokafka transport with checked changelog end offsets and a settable fetch wait."""
 
     Consumer: ClassVar[type[Any]] = _Consumer
+    fetch_max_wait_ms = 100  # LTVCAC_FETCH_MAX_WAIT_MS
