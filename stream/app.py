@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from schemas import topics as contract
 from stream.config import Settings
+from stream.current_event import EventOfPartition, current_event
 from stream.domain.attribution import MODELS
 from stream.domain.channel import ChannelRecord
 from stream.domain.customer import CustomerRules
@@ -48,15 +49,16 @@ log = logging.getLogger(__name__)
 
 class BatchWrites:
     """Lets an agent write a key after its batch of events, in the changelog partition of
-    the event that changed it: Faust takes that partition from the event being iterated,
-    and a batch's events are iterated in the background (``Stream.take_events``)."""
+    the event that changed it."""
 
     _write_partition: int | None = None
 
     def write(self, key: str, value: Any, partition: int) -> None:
         self._write_partition = partition
+        event = EventOfPartition(partition)  # held: the store's reference to it is weak
         try:
-            self[key] = value  # type: ignore[index]
+            with current_event(event):
+                self[key] = value  # type: ignore[index]
         finally:
             self._write_partition = None
 
@@ -143,6 +145,21 @@ class OwnedTable(BatchWrites, Table[str, Any]):
                 self._key_partitions[key] = event.message.partition
         super().apply_changelog_batch(events)
 
+    def _index_stored_keys(self, partitions: set[int]) -> None:
+        """Index the keys a persistent store kept from before this start: they pass
+        through neither a changelog read (recovery reads only what came after the store's
+        offset) nor a write. RocksDB keeps one database per partition."""
+        store: Any = self.data
+        databases = getattr(store, "_dbs", None)
+        if databases is None:
+            return  # the memory store: every key it holds came through one or the other
+        for partition in partitions:
+            database = databases.get(partition)
+            if database is None:
+                continue
+            for raw in store._visible_keys(database):
+                self._key_partitions[store._decode_key(raw)] = partition
+
     # -- ownership through a rebalance
 
     def _mine(self, tps: Iterable[TP]) -> set[int]:
@@ -172,6 +189,7 @@ class OwnedTable(BatchWrites, Table[str, Any]):
         if self._assigned_at != self._revokes:
             return  # another rebalance began since this assignment; its recovery decides
         actives = self._mine(active_tps)
+        self._index_stored_keys(actives)
         self._gained |= (self._gained_pending | (actives - self._last_actives)) & actives
         self._gained_pending.clear()
         self._last_actives = actives
@@ -189,6 +207,11 @@ class SharedTable(BatchWrites, GlobalTable):
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         await super().on_recovery_completed(active_tps | standby_tps, standby_tps)
+
+    def write(self, key: str, value: Any, partition: int = 0) -> None:
+        """Set ``key`` from anywhere (a timer, any stream's batch): whatever the partition
+        of the event that changed it, the table has one, 0."""
+        super().write(key, value, 0)
 
 
 class VersionedTable(SharedTable):
@@ -366,7 +389,7 @@ class Runtime:
         self.advance_watermark(shared, *watermarks.values())
         newest = max(watermarks, key=lambda channel: watermarks[channel], default=None)
         if newest is not None and watermarks[newest] > shared:
-            self.watermarks[newest] = watermarks[newest]
+            self.watermarks.write(newest, watermarks[newest])
 
     def pipeline_state(self) -> PipelineState:
         """The watermark, the lag of every assigned partition of the app's own topics (not

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import orjson
 
 from schemas.topics import DEAD_LETTERS
+from stream.current_event import current_event
 from stream.domain import lateness
 from stream.domain.channel import ChannelDelta, Source
 from stream.domain.ingest import Rejection, dead_letter, dead_letter_key
@@ -43,11 +44,13 @@ class Records(Generic[R]):
         new: Callable[[str], R],
         from_json: Callable[[Any], R],
         to_json: Callable[[R], Any],
+        written: Callable[[R], None] | None = None,
     ) -> None:
         self._table = table
         self._new = new
         self._from_json = from_json
         self._to_json = to_json
+        self._written = written  # told of each record once it is in the table
         self._loaded: dict[str, R] = {}
         self._changed: dict[str, int] = {}  # key -> partition of the event that changed it
         self.deltas: list[ChannelDelta] = []  # what the batch's events caused, in order
@@ -69,6 +72,8 @@ class Records(Generic[R]):
     def write(self) -> None:
         for key, partition in sorted(self._changed.items()):
             self._table.write(key, self._to_json(self._loaded[key]), partition)
+            if self._written is not None:
+                self._written(self._loaded[key])
         self._changed.clear()
 
 
@@ -92,7 +97,8 @@ def register_agent(
         async for events in stream.take_events(BATCH_MAX_EVENTS, BATCH_WITHIN_SECONDS):
             batch = records()
             for event in events:
-                await handle_safely(runtime, event.message, handle, batch)
+                with current_event(event):
+                    await handle_safely(runtime, event.message, handle, batch)
             await send_deltas(runtime, batch.deltas)
             batch.write()
 

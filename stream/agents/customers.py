@@ -38,8 +38,14 @@ def register(runtime: Runtime) -> None:
 
 
 def records(runtime: Runtime) -> Records[CustomerRecord]:
+    # Redis hears of a change once the table holds it: a rebuild that reads the table in
+    # between cannot then leave an older record in Redis after the newer one.
     return Records(
-        runtime.customers, CustomerRecord, CustomerRecord.from_json, CustomerRecord.to_json
+        runtime.customers,
+        CustomerRecord,
+        CustomerRecord.from_json,
+        CustomerRecord.to_json,
+        written=runtime.projection.customer_changed,
     )
 
 
@@ -87,7 +93,6 @@ async def handle(runtime: Runtime, message: Any, customers: Records[CustomerReco
             return await reject(runtime, message, Rejection("invalid_internal", repr(error)))
     if outcome.changed_state:
         customers.changed(record.customer_id, message)
-        runtime.projection.customer_changed(record)
     await publish(runtime, message, outcome, customers)
 
 

@@ -69,7 +69,7 @@ def register(runtime: Runtime) -> None:
         except NotFitted as reason:
             log.info("predictive fit skipped reason=%s", reason)
             return
-        runtime.model_fits[CURRENT_FIT] = fitted.to_json()
+        runtime.model_fits.write(CURRENT_FIT, fitted.to_json())
         fitted_on[0] = seen
         log.info(
             "predictive fit version=%d customers=%d repeat_customers=%d seconds=%.2f"
@@ -112,10 +112,8 @@ def register(runtime: Runtime) -> None:
             runtime.projection.customer_changed(record)
             count += 1
         for partition, by_channel in sums.items():
-            runtime.predictive_sums[str(partition)] = {
-                "version": current.version,
-                "sums": by_channel,
-            }
+            scores = {"version": current.version, "sums": by_channel}
+            runtime.predictive_sums.write(str(partition), scores)
         scored["version"] = current.version
         log.info(
             "predictive scores version=%d partitions=%s customers=%d unscored=%d",

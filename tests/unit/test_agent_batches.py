@@ -179,3 +179,20 @@ def test_a_message_of_deltas_of_several_channels_is_malformed() -> None:
         channel_agent._deltas({"deltas": []})
     # a single delta, as workers before batched deltas sent it
     assert channel_agent._deltas(spend_delta("email", 2, 1).to_json())[0].channel == "email"
+
+
+def test_a_written_record_is_announced_once_the_table_holds_it() -> None:
+    table = FakeTable({})
+    announced: list[tuple[str, Any]] = []
+    batch = Records(
+        table,
+        Counter,
+        lambda v: Counter(v["key"], v["count"]),
+        lambda c: dict(vars(c)),
+        written=lambda c: announced.append((c.key, table.get(c.key))),
+    )
+    batch.get("a").count += 1
+    batch.changed("a", message(0))
+    assert announced == []  # not while the batch is still handling its events
+    batch.write()
+    assert announced == [("a", {"key": "a", "count": 1})]
