@@ -58,18 +58,12 @@ worker has really not handled yet). The next step starts once the worker has cau
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import datetime as dt
 import itertools
-import json
 import logging
 import os
 import re
-import shutil
-import signal
-import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -79,7 +73,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -98,7 +91,7 @@ from bench.live_events import (
 from bench.pipeline import PipelineOptions, _delete_keys, log_problems, worker_env
 from schemas.topics import AD_CLICKS, AD_SPEND, PURCHASES
 from stream.config import Settings
-from stream.devstack import DevStack, DevStackError, StackEndpoints
+from stream.devstack import StackEndpoints
 from stream.kafka_admin import ensure_topics
 from stream.worker_process import WorkerProcess
 
@@ -860,83 +853,3 @@ def _log_step(result: StepResult) -> None:
             _ms(figures.get("p99")),
             _ms(figures.get("max")),
         )
-
-
-def text_table(result: Section) -> str:
-    rows = [result.columns, *result.rows]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(result.columns))]
-    lines = [
-        "  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True))
-        for row in rows
-    ]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
-
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.latency", description=__doc__)
-    parser.add_argument("--rates", default="500,1000,2000", help="events/s, comma separated")
-    parser.add_argument("--seconds", type=float, default=20.0, help="length of each rate step")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds any wait may take")
-    parser.add_argument(
-        "--scrape-interval", type=float, default=SCRAPE_INTERVAL, help="seconds between scrapes"
-    )
-    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
-    parser.add_argument("--keep-logs", action="store_true", help="keep broker/worker logs")
-    args = parser.parse_args(argv)
-    try:
-        args.rates = [int(rate) for rate in args.rates.split(",")]
-    except ValueError:
-        parser.error("--rates must be integers separated by commas")
-    if not args.rates or min(args.rates) < 1 or args.seconds <= 0:
-        parser.error("--rates must be positive and --seconds above 0")
-    return args
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # SIGTERM cleans up through the same path as Ctrl-C
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    for noisy in ("aiokafka", "stream"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    signal.signal(signal.SIGTERM, _interrupt)
-    workdir = Path(tempfile.mkdtemp(prefix="ltvcac-latency-"))
-    keep = args.keep_logs
-    redis_url = os.environ.get("LTVCAC_REDIS_URL") or os.environ.get("REDIS_URL")
-    try:
-        with DevStack(redis_url=redis_url, workdir=workdir / "stack") as endpoints:
-            sections = measure(
-                endpoints,
-                workdir,
-                args.rates,
-                args.seconds,
-                args.timeout,
-                args.results_dir,
-                args.scrape_interval,
-            )
-        for result in sections:
-            print(f"\n{result.title}\n\n{text_table(result)}\n")
-            print("\n".join(result.notes))
-            json_path = args.results_dir / "latency.json"
-            json_path.write_text(json.dumps(result.data, indent=2) + "\n")
-            print(f"wrote {json_path} and {args.results_dir / result.plots[0]}")
-        return 0
-    except KeyboardInterrupt:
-        print("interrupted; everything started by the benchmark was stopped", file=sys.stderr)
-        return 130
-    except (BenchError, DevStackError, RuntimeError, TimeoutError) as error:
-        keep = True
-        print(f"benchmark failed: {error}", file=sys.stderr)
-        return 1
-    finally:
-        if keep:
-            print(f"logs kept in {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""State per customer and table recovery at scale: ``python -m bench.state --customers N``.
+"""State per customer and table recovery at scale (``python -m bench --only state``).
 
 The customers table is filled the way a worker that takes over a partition fills it:
 from the table's changelog. Realistic records (built by the domain functions from
@@ -21,7 +21,6 @@ Redis once the partitions were recovered.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import datetime as dt
@@ -31,9 +30,6 @@ import math
 import random
 import re
 import shutil
-import signal
-import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -42,7 +38,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import redis
@@ -52,7 +47,7 @@ from faust.serializers import codecs
 from bench.common import BenchError, Section, run_async, wait_for
 from schemas.events import SCHEMA_VERSION, Purchase, Refund
 from schemas.topics import PURCHASES
-from stream.devstack import DevStack, DevStackError, StackEndpoints, create_topics, free_port
+from stream.devstack import StackEndpoints, create_topics, free_port
 from stream.domain.attribution import Touch, attribute, campaign_weights
 from stream.domain.channel import Source
 from stream.domain.customer import (
@@ -743,61 +738,3 @@ def recovery_section(published: Published, starts: list[Start]) -> Section:
     }
     rows = [_recovery_row(start, n) for start in starts]
     return Section("recovery", RECOVERY_COLUMNS, rows, notes, data)
-
-
-# -- standalone entry ---------------------------------------------------------------
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # SIGTERM cleans up through the same path as Ctrl-C
-
-
-def _print(section: Section) -> None:
-    widths = [
-        max(len(str(cell)) for cell in column)
-        for column in zip(section.columns, *section.rows, strict=True)
-    ]
-    print(f"\n## {section.title}")
-    for row in [section.columns, *section.rows]:
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)))
-    for note in section.notes:
-        print(f"- {note}")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.state", description=__doc__)
-    parser.add_argument("--customers", type=int, default=100_000)
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds any wait may take")
-    parser.add_argument("--json", type=Path, help="also write the sections' data here")
-    parser.add_argument("--keep-logs", action="store_true")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    for noisy in ("aiokafka", "stream"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    signal.signal(signal.SIGTERM, _interrupt)
-    workdir = Path(tempfile.mkdtemp(prefix="ltvcac-bench-state-"))
-    keep = args.keep_logs
-    try:
-        with DevStack(workdir=workdir / "stack") as endpoints:
-            sections = measure(endpoints, workdir, args.customers, args.timeout)
-        for section in sections:
-            _print(section)
-        if args.json:
-            args.json.write_text(json.dumps({s.title: s.data for s in sections}, indent=2))
-        return 0
-    except KeyboardInterrupt:
-        print("interrupted; everything started was stopped", file=sys.stderr)
-        return 130
-    except (BenchError, DevStackError, RuntimeError, TimeoutError) as error:
-        keep = True
-        print(f"bench.state failed: {error}", file=sys.stderr)
-        return 1
-    finally:
-        if keep:
-            print(f"logs kept in {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
