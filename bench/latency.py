@@ -62,7 +62,6 @@ import asyncio
 import datetime as dt
 import itertools
 import logging
-import os
 import re
 import threading
 import time
@@ -78,7 +77,7 @@ from typing import Any
 import numpy as np
 from aiokafka import AIOKafkaProducer
 
-from bench.common import RESULTS_DIR, BenchError, Section, run_async, wait_for
+from bench.common import RESULTS_DIR, BenchError, Section, cpu_seconds, run_async, wait_for
 from bench.live_events import (
     BackgroundMix,
     Outgoing,
@@ -535,15 +534,6 @@ def run_step(run: Run, rate: int, seconds: float) -> StepResult:
     span = paced.last_ack - paced.first_send
     result.worker_cpu = None if cpu_used is None or span <= 0 else cpu_used / span
     return result
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of a process so far (Linux ``/proc``), None elsewhere."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _difference(after: float | None, before: float | None) -> float | None:

@@ -23,7 +23,7 @@ import redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from bench.common import BenchError, StageResult, run_async, wait_for
+from bench.common import BenchError, StageResult, cpu_seconds, run_async, wait_for
 from stream.devstack import StackEndpoints, free_port
 from stream.kafka_admin import INTERNAL_TOPIC_NAMES
 from stream.worker_process import WorkerProcess
@@ -190,6 +190,7 @@ def run_pipeline(
             options.timeout,
             "counting the messages on the internal topics",
         )
+        cpu = [cpu_seconds(worker.pid) for worker in group]
     finally:
         for worker in group:
             worker.stop()
@@ -200,6 +201,12 @@ def run_pipeline(
         sum(handled(counts, topic) for topic in expected) for counts in settled.per_worker
     ]
     stage.details["rebalances_per_worker"] = settled.rebalances
+    if None not in cpu:  # start to drained, so every internal message is paid for
+        total_cpu = sum(c for c in cpu if c is not None)
+        stage.details["worker_cpu_seconds"] = round(total_cpu, 2)
+        stage.details["worker_cpu_ms_per_source_event"] = round(
+            1000 * total_cpu / sum(expected.values()), 3
+        )
     drain: dict[str, object] = {
         "drain_seconds": round(drain_seconds, 3),
         "quiet_seconds": options.quiet_seconds,

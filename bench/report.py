@@ -172,7 +172,16 @@ def _pipeline_line(stage: StageResult) -> str:
         f"ltvcac worker: ready {details['worker_ready_after']:.2f}s, first event counted "
         f"{stage.first_after:.2f}s, all {details['all_counted_after']:.2f}s after start; "
         f"events/s over the {stage.counted:,} source events counted between the first and "
-        f"last scrape; allowed lateness {details['allowed_lateness_seconds']:,}s"
+        f"last scrape; allowed lateness {details['allowed_lateness_seconds']:,}s" + _cpu(details)
+    )
+
+
+def _cpu(details: dict[str, Any]) -> str:
+    if "worker_cpu_seconds" not in details:
+        return ""
+    return (
+        f"; worker CPU {details['worker_cpu_seconds']:.1f}s from start to drained = "
+        f"{details['worker_cpu_ms_per_source_event']:.2f} ms per source event"
     )
 
 
@@ -181,7 +190,7 @@ def drain_lines(drain: dict[str, Any], events: int) -> list[str]:
     lines = [
         f"pipeline drain: internal topics settled {drain['drain_seconds']:.2f}s after all "
         f"source events were counted (no change for {drain['quiet_seconds']:.1f}s); "
-        f"{drain['channel_deltas']:,} channel deltas applied"
+        f"{drain['channel_deltas']:,} channel-delta messages applied"
     ]
     for topic, figures in drain["internal_topics"].items():
         mismatch = "" if figures["produced"] == figures["consumed"] else "  <- MISMATCH"
