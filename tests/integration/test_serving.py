@@ -72,7 +72,14 @@ def settled(deployment: Deployment) -> bool:
         ("ltvcac_new_customers", label_set(channel="all", window="lifetime", model="last_touch"))
     )
     redis = deployment.redis_hash("customer:c4").get("referred_by")
-    return customers == 4.0 and redis == "c1" and call(deployment, "/v1/customers/c1")[0] == 200
+    # Redis hears of channels on the projection's next tick after /metrics shows them.
+    _, search = call(deployment, "/v1/channels/search?window=90d")
+    return (
+        customers == 4.0
+        and redis == "c1"
+        and call(deployment, "/v1/customers/c1")[0] == 200
+        and search.get("cac", {}).get("media") is not None
+    )
 
 
 @pytest.fixture
