@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -49,9 +50,27 @@ log = logging.getLogger(__name__)
 
 class BatchWrites:
     """Lets an agent write a key after its batch of events, in the changelog partition of
-    the event that changed it."""
+    the event that changed it, and wait until the broker has the writes."""
 
     _write_partition: int | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._unsent: list[Any] = []  # changelog writes the broker has not acknowledged
+
+    def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
+        future = super().send_changelog(*args, **kwargs)  # type: ignore[misc]
+        self._unsent.append(future)
+        return future
+
+    async def sent(self) -> None:
+        """Wait until the broker has every changelog write made so far. Faust flushes its
+        producer before it commits offsets, but a flush gives up on its buffer once no
+        message left it for 0.1 s (``flush_atmost`` in faust/transport/producer.py), so a
+        commit could pass a write that a crash then lost: a batch's events are
+        acknowledged only after this. A failed write is logged by Faust."""
+        unsent, self._unsent = self._unsent, []
+        await asyncio.gather(*unsent, return_exceptions=True)
 
     def write(self, key: str, value: Any, partition: int) -> None:
         self._write_partition = partition

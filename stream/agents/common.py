@@ -69,12 +69,14 @@ class Records(Generic[R]):
         ``message`` (the partition of its key), when the batch ends."""
         self._changed[key] = message.partition
 
-    def write(self) -> None:
+    async def write(self) -> None:
+        """Write the changed records and wait until the broker has them."""
         for key, partition in sorted(self._changed.items()):
             self._table.write(key, self._to_json(self._loaded[key]), partition)
             if self._written is not None:
                 self._written(self._loaded[key])
         self._changed.clear()
+        await self._table.sent()
 
 
 BatchHandler = Callable[["Runtime", Any, Records[Any]], Awaitable[None]]
@@ -100,7 +102,7 @@ def register_agent(
                 with current_event(event):
                     await handle_safely(runtime, event.message, handle, batch)
             await send_deltas(runtime, batch.deltas)
-            batch.write()
+            await batch.write()
 
 
 async def handle_safely(

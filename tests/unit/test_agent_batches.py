@@ -34,6 +34,9 @@ class FakeTable(dict[str, Any]):
         self.writes.append((key, value, partition))
         self[key] = value
 
+    async def sent(self) -> None:
+        self.acknowledged = len(self.writes)  # the broker has every write made so far
+
 
 @dataclass
 class Counter:
@@ -49,7 +52,7 @@ def message(partition: int, offset: int = 0) -> Any:
     return SimpleNamespace(topic="t.purchases", partition=partition, offset=offset, key=b"k")
 
 
-def test_a_record_is_read_once_and_written_once_with_its_last_changes_partition() -> None:
+async def test_a_record_is_read_once_and_written_once_with_its_last_changes_partition() -> None:
     table = FakeTable({"a": {"key": "a", "count": 10}})
     batch = counters(table)
     for partition in (0, 1, 1):
@@ -59,20 +62,21 @@ def test_a_record_is_read_once_and_written_once_with_its_last_changes_partition(
     batch.get("b")  # read, never changed: never written
 
     assert table.writes == []  # nothing before the batch ends
-    batch.write()
+    await batch.write()
     assert table.reads == ["a", "b"]
     assert table.writes == [("a", {"key": "a", "count": 13}, 1)]
-    batch.write()
+    assert table.acknowledged == 1  # written, and waited for
+    await batch.write()
     assert len(table.writes) == 1  # a second write of the same batch writes nothing more
 
 
-def test_a_new_key_starts_empty_and_keys_are_written_in_order() -> None:
+async def test_a_new_key_starts_empty_and_keys_are_written_in_order() -> None:
     table = FakeTable({})
     batch = counters(table)
     for key in ("z", "m"):
         batch.get(key).count += 2
         batch.changed(key, message(3))
-    batch.write()
+    await batch.write()
     assert table.writes == [("m", {"key": "m", "count": 2}, 3), ("z", {"key": "z", "count": 2}, 3)]
 
 
@@ -181,7 +185,7 @@ def test_a_message_of_deltas_of_several_channels_is_malformed() -> None:
     assert channel_agent._deltas(spend_delta("email", 2, 1).to_json())[0].channel == "email"
 
 
-def test_a_written_record_is_announced_once_the_table_holds_it() -> None:
+async def test_a_written_record_is_announced_once_the_table_holds_it() -> None:
     table = FakeTable({})
     announced: list[tuple[str, Any]] = []
     batch = Records(
@@ -194,5 +198,5 @@ def test_a_written_record_is_announced_once_the_table_holds_it() -> None:
     batch.get("a").count += 1
     batch.changed("a", message(0))
     assert announced == []  # not while the batch is still handling its events
-    batch.write()
+    await batch.write()
     assert announced == [("a", {"key": "a", "count": 1})]
