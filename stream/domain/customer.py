@@ -431,8 +431,9 @@ def _deltas(record: CustomerRecord, version: int, source: Source) -> list[Channe
     """What the input that made ``version`` changed in the channels."""
     totals_after, totals_before = _day_totals(record, version), _day_totals(record, version - 1)
     days = _changed_days(record, version, totals_before[0], totals_after[0])
-    after, latest = _contribution(record, version, totals_after, days)
-    before, _ = _contribution(record, version - 1, totals_before, days)
+    after = _contribution(record, version, totals_after, days)
+    before = _contribution(record, version - 1, totals_before, days)
+    latest = _latest_input_at(record, version)
     cohorts_after, cohorts_before = _cohorts(record, version), _cohorts(record, version - 1)
     deltas = []
     channels = after.keys() | before.keys() | cohorts_after.keys() | cohorts_before.keys()
@@ -505,20 +506,14 @@ def _contribution(
     version: int,
     totals: tuple[DayTotals, str | None],
     only_days: set[int] | None = None,
-) -> tuple[Contribution, int]:
+) -> Contribution:
     """The weighted buckets this customer puts in each channel at ``version`` (on
-    ``only_days``, or on every day), and the latest event time among the inputs up to it
-    (the deltas' time, for watermarks). ``totals``: ``_day_totals`` at ``version``."""
+    ``only_days``, or on every day). ``totals``: ``_day_totals`` at ``version``."""
     attribution = _attribution_at(record, version)
     model_weights = None if attribution is None else attribution.weights
-    latest = max(
-        [o.at for o in record.order_book.values() if o.version <= version]
-        + [r.at for r in record.refund_book.values() if r.version <= version],
-        default=0,
-    )
     days, first = totals
     if model_weights is None or first is None:
-        return _with_referrals(record, version, {}, only_days), latest
+        return _with_referrals(record, version, {}, only_days)
     if only_days is not None:
         days = {day: totals for day, totals in days.items() if day in only_days}
     contribution: Contribution = {}
@@ -543,7 +538,17 @@ def _contribution(
             counts = contribution.setdefault(channel, {}).setdefault(acquired_on, Bucket()).counts
             for campaign, weight in campaigns.items():
                 counts[campaign_customers_key(campaign)] = weight
-    return _with_referrals(record, version, contribution, only_days), latest
+    return _with_referrals(record, version, contribution, only_days)
+
+
+def _latest_input_at(record: CustomerRecord, version: int) -> int:
+    """The latest event time among the inputs up to ``version``: the deltas' time, for
+    the channels' watermarks."""
+    return max(
+        [o.at for o in record.order_book.values() if o.version <= version]
+        + [r.at for r in record.refund_book.values() if r.version <= version],
+        default=0,
+    )
 
 
 def _cohorts(record: CustomerRecord, version: int) -> Contribution:

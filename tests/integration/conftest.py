@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -118,14 +119,23 @@ class Deployment:
         self.redis.close()
 
 
-@pytest.fixture
-async def deployment(stack: StackEndpoints, tmp_path: Path) -> AsyncIterator[Deployment]:
-    deployed = Deployment(stack, tmp_path)
+@contextlib.asynccontextmanager
+async def running(
+    stack: StackEndpoints, tmp_path: Path, extra_env: dict[str, str] | None = None
+) -> AsyncIterator[Deployment]:
+    """A started worker with its own topics and keys, cleaned up afterwards."""
+    deployed = Deployment(stack, tmp_path, extra_env)
     await asyncio.to_thread(deployed.worker.start)
     try:
         yield deployed
     finally:
         await asyncio.to_thread(deployed.cleanup)
+
+
+@pytest.fixture
+async def deployment(stack: StackEndpoints, tmp_path: Path) -> AsyncIterator[Deployment]:
+    async with running(stack, tmp_path) as deployed:
+        yield deployed
 
 
 async def wait_until(

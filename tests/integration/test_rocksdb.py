@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from stream.devstack import StackEndpoints
-from tests.integration.conftest import Deployment, wait_until
+from tests.integration.conftest import Deployment, running, wait_until
 from tests.integration.scenario import MESSAGES
 from tests.integration.test_serving import ENV, call, settled
 
@@ -20,12 +20,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 async def on_rocksdb(stack: StackEndpoints, tmp_path: Path) -> AsyncIterator[Deployment]:
     env = {**ENV, "LTVCAC_STORE": "rocksdb://", "LTVCAC_DATA_DIR": str(tmp_path / "tables")}
-    deployed = Deployment(stack, tmp_path, extra_env=env)
-    await asyncio.to_thread(deployed.worker.start)
-    try:
+    async with running(stack, tmp_path, env) as deployed:
         yield deployed
-    finally:
-        await asyncio.to_thread(deployed.cleanup)
 
 
 async def test_a_restart_on_the_kept_store_exports_and_serves_everything(

@@ -20,7 +20,7 @@ from aiokafka.partitioner import murmur2
 
 from stream.devstack import StackEndpoints, free_port
 from stream.worker_process import WorkerProcess, label_set
-from tests.integration.conftest import Deployment, wait_until
+from tests.integration.conftest import Deployment, running, wait_until
 from tests.integration.scenario import MESSAGES
 
 pytestmark = pytest.mark.integration
@@ -84,14 +84,10 @@ def settled(deployment: Deployment) -> bool:
 
 @pytest.fixture
 async def served(stack: StackEndpoints, tmp_path: Path) -> AsyncIterator[Deployment]:
-    deployed = Deployment(stack, tmp_path, extra_env=ENV)
-    await asyncio.to_thread(deployed.worker.start)
-    try:
+    async with running(stack, tmp_path, ENV) as deployed:
         await deployed.publish(MESSAGES)
         await wait_until(lambda: settled(deployed), what="the scenario in the worker and Redis")
         yield deployed
-    finally:
-        await asyncio.to_thread(deployed.cleanup)
 
 
 async def test_a_customer_agrees_over_http_in_redis_and_in_the_cli(served: Deployment) -> None:
