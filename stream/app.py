@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from schemas import topics as contract
 from stream.config import Settings
 from stream.current_event import EventOfPartition, current_event
+from stream.delivery import delivered
 from stream.domain.attribution import MODELS
 from stream.domain.channel import ChannelRecord
 from stream.domain.customer import CustomerRules
@@ -68,9 +68,9 @@ class BatchWrites:
         producer before it commits offsets, but a flush gives up on its buffer once no
         message left it for 0.1 s (``flush_atmost`` in faust/transport/producer.py), so a
         commit could pass a write that a crash then lost: a batch's events are
-        acknowledged only after this. A failed write is logged by Faust."""
+        acknowledged only after this."""
         unsent, self._unsent = self._unsent, []
-        await asyncio.gather(*unsent, return_exceptions=True)
+        await delivered(unsent, f"changelog of {self.name}")  # type: ignore[attr-defined]
 
     def write(self, key: str, value: Any, partition: int) -> None:
         self._write_partition = partition
@@ -427,8 +427,9 @@ class Runtime:
             lag[(tp.topic, tp.partition)] = max(monitor.tp_end_offsets[tp] - committed, 0)
         return PipelineState(self.watermark, lag, monitor.rebalances)
 
-    async def send(self, logical_topic: str, key: str, value: dict[str, Any]) -> None:
-        await self.topics[logical_topic].send(key=key.encode(), value=orjson.dumps(value))
+    async def send(self, logical_topic: str, key: str, value: dict[str, Any]) -> Any:
+        """Send a JSON message; returns the future of its delivery."""
+        return await self.topics[logical_topic].send(key=key.encode(), value=orjson.dumps(value))
 
 
 def _broker_credentials(settings: Settings) -> Any:

@@ -39,20 +39,22 @@ async def handle(runtime: Runtime, message: Any, channels: Records[ChannelRecord
     if logical_topic(runtime, message.topic) == AD_SPEND.name:
         event = validate(AD_SPEND, message.key, message.value)
         if isinstance(event, Rejection):
-            return await reject(runtime, message, event)
+            return await reject(runtime, message, event, channels)
         assert isinstance(event, AdSpend)
         record = channels.get(event.channel)
         if late := too_late(runtime, record, source, event.occurred_at):
-            return await reject(runtime, message, late)
+            return await reject(runtime, message, late, channels)
         outcome = handle_ad_spend(record, event, source, runtime.fx)
     else:
         update = internal_json(message)
         if isinstance(update, Rejection):
-            return await reject(runtime, message, update)
+            return await reject(runtime, message, update, channels)
         try:
             deltas = _deltas(update)
         except INTERNAL_ERRORS as error:
-            return await reject(runtime, message, Rejection("invalid_internal", repr(error)))
+            return await reject(
+                runtime, message, Rejection("invalid_internal", repr(error)), channels
+            )
         record = channels.get(deltas[0].channel)
         applied = [record.apply(delta) for delta in deltas]  # each exactly once
         outcome = Outcome(APPLIED if any(applied) else REDELIVERED)

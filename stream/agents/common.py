@@ -11,10 +11,12 @@ import orjson
 
 from schemas.topics import DEAD_LETTERS
 from stream.current_event import current_event
+from stream.delivery import delivered
 from stream.domain import lateness
 from stream.domain.channel import ChannelDelta, Source
 from stream.domain.ingest import Rejection, dead_letter, dead_letter_key
-from stream.domain.outcome import REJECTED, Outcome
+from stream.domain.outcome import REJECTED, Message, Outcome
+from stream.errors import DeliveryFailed
 
 if TYPE_CHECKING:
     from stream.app import Runtime
@@ -53,7 +55,9 @@ class Records(Generic[R]):
         self._written = written  # told of each record once it is in the table
         self._loaded: dict[str, R] = {}
         self._changed: dict[str, int] = {}  # key -> partition of the event that changed it
-        self.deltas: list[ChannelDelta] = []  # what the batch's events caused, in order
+        # What the batch's events caused, in order: sent once its records are written.
+        self.deltas: list[ChannelDelta] = []
+        self.messages: list[Message] = []  # internal messages and dead letters
 
     def get(self, key: str) -> R:
         """The record of ``key`` as this batch left it, or a new empty one."""
@@ -89,20 +93,41 @@ def register_agent(
     handle: BatchHandler,
     records: Callable[[], Records[Any]],
 ) -> None:
-    """A table-writing agent: one batch at a time (``concurrency=1``), whose events are
-    acknowledged only after the batch has written its records, so offsets are never
-    committed past an event whose change is not in the changelog yet (Faust flushes the
-    producer before it commits)."""
+    """A table-writing agent: one batch at a time (``concurrency=1``).
+
+    A batch first writes its records and waits until the broker has them, then sends
+    what its events caused and waits for that too; only then are its events
+    acknowledged, so offsets are never committed past an event whose change or output
+    the broker does not hold. The order matters: a redelivered event re-sends its
+    outputs from the record it finds, which is exact only if that record is the one
+    they were computed from. A crash before the records are written loses their outputs
+    with them, and the redelivered events compute both afresh, possibly interleaved
+    differently across the input partitions; outputs sent first would have survived the
+    lost record and no longer add up with the recomputed ones.
+    """
 
     @runtime.app.agent(runtime.topics[topic], name=name, concurrency=1)
     async def agent(stream: Any) -> None:
         async for events in stream.take_events(BATCH_MAX_EVENTS, BATCH_WITHIN_SECONDS):
-            batch = records()
-            for event in events:
-                with current_event(event):
-                    await handle_safely(runtime, event.message, handle, batch)
-            await send_deltas(runtime, batch.deltas)
-            await batch.write()
+            try:
+                await handle_batch(runtime, events, handle, records())
+            except DeliveryFailed as error:
+                # Not input: the broker lost what the batch produced. Stop, unacknowledged.
+                log.critical("stopping the worker: %s", error)
+                await runtime.app.crash(error)
+                return
+
+
+async def handle_batch(
+    runtime: Runtime, events: list[Any], handle: BatchHandler, batch: Records[Any]
+) -> None:
+    """Handle ``events``, write their records, then send what they caused; returns once
+    the broker has all of it (``register_agent`` says why in this order)."""
+    for event in events:
+        with current_event(event):
+            await handle_safely(runtime, event.message, handle, batch)
+    await batch.write()
+    await send_outputs(runtime, batch)
 
 
 async def handle_safely(
@@ -119,7 +144,7 @@ async def handle_safely(
             message.partition,
             message.offset,
         )
-        await reject(runtime, message, Rejection("internal_error", repr(error)))
+        await reject(runtime, message, Rejection("internal_error", repr(error)), batch)
 
 
 def too_late(
@@ -156,19 +181,29 @@ INTERNAL_ERRORS = (KeyError, TypeError, ValueError)  # a malformed internal mess
 async def publish(
     runtime: Runtime, message: Any, outcome: Outcome, batch: Records[Any] | None = None
 ) -> None:
-    """Count the outcome and send its dead letter and messages; its deltas are sent with
-    the rest of ``batch``'s when the batch ends (at once without a batch)."""
+    """Count the outcome; its dead letter, deltas and messages are sent with the rest of
+    ``batch``'s once the batch has written its records (at once without a batch)."""
     topic = logical_topic(runtime, message.topic)
     runtime.counters.events.labels(topic, outcome.status).inc()
+    messages = list(outcome.messages)
     if outcome.status == REJECTED:
         rejection = Rejection(outcome.reason or "rejected", outcome.detail)
-        await send_dead_letter(runtime, message, rejection)
+        messages.append(dead_letter_message(runtime, message, rejection))
     if batch is None:
         await send_deltas(runtime, outcome.deltas)
+        for internal in messages:
+            await runtime.send(internal.topic, internal.key, internal.value)
     else:
         batch.deltas.extend(outcome.deltas)
-    for internal in outcome.messages:
-        await runtime.send(internal.topic, internal.key, internal.value)
+        batch.messages.extend(messages)
+
+
+async def send_outputs(runtime: Runtime, batch: Records[Any]) -> None:
+    """Send what ``batch``'s events caused and wait until the broker has all of it."""
+    futures = await send_deltas(runtime, batch.deltas)
+    for internal in batch.messages:
+        futures.append(await runtime.send(internal.topic, internal.key, internal.value))
+    await delivered(futures, "outputs of a batch")
 
 
 # A message of channel deltas holds at most about this many bytes of them (the broker's
@@ -176,8 +211,9 @@ async def publish(
 DELTAS_MESSAGE_BYTES = 256 * 1024
 
 
-async def send_deltas(runtime: Runtime, deltas: list[ChannelDelta]) -> None:
-    """Send ``deltas`` as one message per channel (more if large), in their order.
+async def send_deltas(runtime: Runtime, deltas: list[ChannelDelta]) -> list[Any]:
+    """Send ``deltas`` as one message per channel (more if large), in their order;
+    returns the futures of their delivery.
 
     Most source events change a few channels a little; a message per delta made the
     channel-deltas topic the pipeline's largest cost. Each delta keeps its own source
@@ -186,10 +222,13 @@ async def send_deltas(runtime: Runtime, deltas: list[ChannelDelta]) -> None:
     by_channel: dict[str, list[bytes]] = {}
     for delta in deltas:
         by_channel.setdefault(delta.channel, []).append(orjson.dumps(delta.to_json()))
+    futures = []
     for channel, encoded in by_channel.items():
         for chunk in _chunks(encoded, DELTAS_MESSAGE_BYTES):
             value = b'{"deltas":[' + b",".join(chunk) + b"]}"
-            await runtime.topics["channel-deltas"].send(key=channel.encode(), value=value)
+            topic = runtime.topics["channel-deltas"]
+            futures.append(await topic.send(key=channel.encode(), value=value))
+    return futures
 
 
 def _chunks(encoded: list[bytes], limit: int) -> list[list[bytes]]:
@@ -204,7 +243,8 @@ def _chunks(encoded: list[bytes], limit: int) -> list[list[bytes]]:
     return chunks
 
 
-async def send_dead_letter(runtime: Runtime, message: Any, rejection: Rejection) -> None:
+def dead_letter_message(runtime: Runtime, message: Any, rejection: Rejection) -> Message:
+    """Log and count the rejection of ``message``; the dead letter to send for it."""
     topic = logical_topic(runtime, message.topic)
     # The detail may name customers or orders: only at debug level (it is in the letter).
     log.info(
@@ -220,8 +260,11 @@ async def send_dead_letter(runtime: Runtime, message: Any, rejection: Rejection)
         rejection, topic, message.partition, message.offset, message.key, message.value
     )
     key = dead_letter_key(message.key).decode("utf-8", errors="replace")
-    await runtime.send(DEAD_LETTERS, key, envelope)
+    return Message(DEAD_LETTERS, key, envelope)
 
 
-async def reject(runtime: Runtime, message: Any, rejection: Rejection) -> None:
-    await publish(runtime, message, Outcome.rejected(rejection.reason, rejection.detail))
+async def reject(
+    runtime: Runtime, message: Any, rejection: Rejection, batch: Records[Any] | None = None
+) -> None:
+    outcome = Outcome.rejected(rejection.reason, rejection.detail)
+    await publish(runtime, message, outcome, batch)

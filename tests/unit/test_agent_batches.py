@@ -1,9 +1,11 @@
 """The batch adapter of the table agents, without a broker: records are read once and
-written once per batch, in the partition of the message that last changed them, and an
-unforeseen error in a handler is a dead letter, not a crashed agent."""
+written once per batch, in the partition of the message that last changed them, what
+the batch caused leaves only once the broker has its records, and an unforeseen error
+in a handler is a dead letter, not a crashed agent."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -13,18 +15,30 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from stream.agents import channels as channel_agent
-from stream.agents.common import DELTAS_MESSAGE_BYTES, Records, handle_safely, send_deltas
+from stream.agents.common import (
+    DELTAS_MESSAGE_BYTES,
+    Records,
+    handle_batch,
+    handle_safely,
+    publish,
+    send_deltas,
+)
+from stream.delivery import delivered
 from stream.domain.channel import Bucket, ChannelDelta, ChannelRecord, Source
+from stream.domain.outcome import APPLIED, Message, Outcome
+from stream.errors import DeliveryFailed
 from stream.metrics import PipelineCounters
 
 
 class FakeTable(dict[str, Any]):
     """A table's reads and the writes the batch makes (key, value, partition)."""
 
-    def __init__(self, stored: dict[str, Any]) -> None:
+    def __init__(self, stored: dict[str, Any], timeline: list[str] | None = None) -> None:
         super().__init__(stored)
         self.reads: list[str] = []
         self.writes: list[tuple[str, Any, int]] = []
+        self.timeline = [] if timeline is None else timeline
+        self.refuse = False  # the broker refuses the writes
 
     def get(self, key: str, default: Any = None) -> Any:
         self.reads.append(key)
@@ -35,7 +49,10 @@ class FakeTable(dict[str, Any]):
         self[key] = value
 
     async def sent(self) -> None:
+        if self.refuse:
+            raise DeliveryFailed("1 of 1 messages (changelog of t) not delivered")
         self.acknowledged = len(self.writes)  # the broker has every write made so far
+        self.timeline.append(f"records acknowledged: {len(self.writes)}")
 
 
 @dataclass
@@ -86,13 +103,23 @@ class FakeRuntime:
 
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     sent: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    timeline: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.settings = SimpleNamespace(topic_prefix="t.")
         self.counters = PipelineCounters(self.registry)
+        self.topics = {"channel-deltas": FakeTopic(self.timeline)}
 
-    async def send(self, topic: str, key: str, value: dict[str, Any]) -> None:
+    async def send(self, topic: str, key: str, value: dict[str, Any]) -> asyncio.Future[None]:
         self.sent.append((topic, key, value))
+        self.timeline.append(f"sent to {topic}")
+        return acknowledged()
+
+
+def acknowledged() -> asyncio.Future[None]:
+    future = asyncio.get_running_loop().create_future()
+    future.set_result(None)
+    return future
 
 
 async def test_an_unforeseen_error_is_an_internal_error_dead_letter() -> None:
@@ -104,9 +131,10 @@ async def test_an_unforeseen_error_is_an_internal_error_dead_letter() -> None:
     async def broken(_runtime: Any, _message: Any, _batch: Records[Any]) -> None:
         raise ZeroDivisionError("division by zero")
 
-    await handle_safely(runtime, bad, broken, counters(FakeTable({})))
+    batch = counters(FakeTable({}))
+    await handle_safely(runtime, bad, broken, batch)
 
-    [(topic, key, letter)] = runtime.sent
+    [(topic, key, letter)] = [(m.topic, m.key, m.value) for m in batch.messages]
     assert (topic, key) == ("dead-letters", "c1")
     assert letter["reason"] == "internal_error"
     assert letter["detail"] == "ZeroDivisionError('division by zero')"
@@ -119,11 +147,14 @@ async def test_an_unforeseen_error_is_an_internal_error_dead_letter() -> None:
 
 
 class FakeTopic:
-    def __init__(self) -> None:
+    def __init__(self, timeline: list[str] | None = None) -> None:
         self.sent: list[tuple[bytes, bytes]] = []
+        self.timeline = [] if timeline is None else timeline
 
-    async def send(self, key: bytes, value: bytes) -> None:
+    async def send(self, key: bytes, value: bytes) -> asyncio.Future[None]:
         self.sent.append((key, value))
+        self.timeline.append("sent to channel-deltas")
+        return acknowledged()
 
 
 def spend_delta(channel: str, offset: int, cents: int) -> ChannelDelta:
@@ -200,3 +231,73 @@ async def test_a_written_record_is_announced_once_the_table_holds_it() -> None:
     assert announced == []  # not while the batch is still handling its events
     await batch.write()
     assert announced == [("a", {"key": "a", "count": 1})]
+
+
+@dataclass
+class Event:  # what a batch gets from Faust (it must take a weak reference)
+    message: Any
+
+
+def event(offset: int) -> Event:
+    return Event(message(0, offset))
+
+
+async def count_and_send(runtime: Any, msg: Any, batch: Records[Counter]) -> None:
+    """Counts the message in record ``a``; causes a delta and an internal message."""
+    batch.get("a").count += 1
+    batch.changed("a", msg)
+    caused = Outcome(
+        APPLIED,
+        [spend_delta("search", msg.offset, 10)],
+        [Message("visitor-updates", "v1", {"offset": msg.offset})],
+    )
+    await publish(runtime, msg, caused, batch)
+
+
+async def test_what_a_batch_caused_leaves_only_once_the_broker_has_its_records() -> None:
+    runtime = FakeRuntime()
+    table = FakeTable({}, runtime.timeline)
+
+    await handle_batch(runtime, [event(7), event(8)], count_and_send, counters(table))  # type: ignore[arg-type]
+
+    # a crash before the acknowledgement loses the outputs with the records
+    assert runtime.timeline == [
+        "records acknowledged: 1",
+        "sent to channel-deltas",  # both deltas, in one message for the channel
+        "sent to visitor-updates",
+        "sent to visitor-updates",
+    ]
+    [(_, value)] = runtime.topics["channel-deltas"].sent
+    assert [d["source"] for d in json.loads(value)["deltas"]] == [
+        spend_delta("search", offset, 10).to_json()["source"] for offset in (7, 8)
+    ]
+    assert table.writes == [("a", {"key": "a", "count": 2}, 0)]
+
+
+async def test_a_refused_write_sends_nothing_and_stops_the_batch() -> None:
+    runtime = FakeRuntime()
+    table = FakeTable({}, runtime.timeline)
+    table.refuse = True
+
+    with pytest.raises(DeliveryFailed, match="changelog"):
+        await handle_batch(runtime, [event(7)], count_and_send, counters(table))  # type: ignore[arg-type]
+
+    assert runtime.timeline == []
+
+
+async def test_delivered_waits_for_every_acknowledgement_and_names_a_failure() -> None:
+    loop = asyncio.get_running_loop()
+    pending = [loop.create_future() for _ in range(3)]
+    waiting = asyncio.ensure_future(delivered(pending, "outputs of a batch"))
+    pending[0].set_result(None)
+    pending[2].set_result(None)
+    await asyncio.sleep(0)  # one turn of the loop, not a wait: one is still missing
+    assert not waiting.done()
+    pending[1].set_exception(TimeoutError("no answer"))
+
+    with pytest.raises(DeliveryFailed) as failure:
+        await waiting
+    assert str(failure.value) == (
+        "1 of 3 messages (outputs of a batch) not delivered: TimeoutError('no answer')"
+    )
+    await delivered([], "nothing")  # nothing to wait for
