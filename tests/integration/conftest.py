@@ -139,9 +139,13 @@ async def deployment(stack: StackEndpoints, tmp_path: Path) -> AsyncIterator[Dep
 
 
 async def wait_until(
-    check: Callable[[], bool], timeout: float = 60.0, what: str = "condition"
+    check: Callable[[], bool],
+    timeout: float = 60.0,
+    what: str = "condition",
+    found: Callable[[], str] | None = None,
 ) -> None:
-    """Poll ``check`` until it holds; fail with ``what`` after ``timeout`` seconds."""
+    """Poll ``check`` until it holds; fail with ``what`` (and what ``found`` says was
+    there instead) after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -150,8 +154,17 @@ async def wait_until(
         except OSError:
             pass  # the worker's web server may be restarting
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+            pytest.fail(f"timed out after {timeout}s waiting for {what}{await _found(found)}")
         await asyncio.sleep(0.25)  # poll interval, not synchronisation
+
+
+async def _found(found: Callable[[], str] | None) -> str:
+    if found is None:
+        return ""
+    try:
+        return f"; found {await asyncio.to_thread(found)}"
+    except OSError as error:
+        return f"; found nothing ({error!r})"
 
 
 def encode(event: dict[str, Any]) -> bytes:

@@ -537,6 +537,11 @@ async def test_broker_gone_for_a_while_nothing_lost_nothing_twice(
         await wait_until(
             lambda: direct_figures(deployed) == (4.0, 19.0) and applied_purchases(deployed) == 6,
             what="every event applied once",
+            found=lambda: (
+                f"direct (customers, LTV) {direct_figures(deployed)}, "
+                f"{applied_purchases(deployed)} purchases applied; worker log ends:\n"
+                + "\n".join(log_lines(log_path)[-30:])
+            ),
         )
         expected = {
             "k1": customer_hash(
