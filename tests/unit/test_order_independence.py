@@ -56,7 +56,9 @@ class Topology:
 
     def step(self, stream: tuple[str, int], lose_outputs: bool) -> None:
         """Handle the next message of ``stream``; with ``lose_outputs`` the outputs are
-        lost and the message is read again later, as after a crash."""
+        lost and the message is read again later, as after a crash. The opposite (outputs
+        kept, state lost) cannot happen: a batch sends its outputs only once the broker
+        has its records (``stream.agents.common.handle_batch``)."""
         offset = self.read.get(stream, 0)
         key, value = self.logs[stream][offset]
         outcome = self.handle(stream, offset, key, value)
