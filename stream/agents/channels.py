@@ -39,29 +39,27 @@ async def handle(runtime: Runtime, message: Any, channels: Records[ChannelRecord
     if logical_topic(runtime, message.topic) == AD_SPEND.name:
         event = validate(AD_SPEND, message.key, message.value)
         if isinstance(event, Rejection):
-            return await reject(runtime, message, event, channels)
+            return reject(runtime, message, event, channels)
         assert isinstance(event, AdSpend)
         record = channels.get(event.channel)
         if late := too_late(runtime, record, source, event.occurred_at):
-            return await reject(runtime, message, late, channels)
+            return reject(runtime, message, late, channels)
         outcome = handle_ad_spend(record, event, source, runtime.fx)
     else:
         update = internal_json(message)
         if isinstance(update, Rejection):
-            return await reject(runtime, message, update, channels)
+            return reject(runtime, message, update, channels)
         try:
             deltas = _deltas(update)
         except INTERNAL_ERRORS as error:
-            return await reject(
-                runtime, message, Rejection("invalid_internal", repr(error)), channels
-            )
+            return reject(runtime, message, Rejection("invalid_internal", repr(error)), channels)
         record = channels.get(deltas[0].channel)
         applied = [record.apply(delta) for delta in deltas]  # each exactly once
         outcome = Outcome(APPLIED if any(applied) else REDELIVERED)
     if outcome.changed_state:
         channels.changed(record.channel, message)
         runtime.advance_watermark(record.watermark)
-    await publish(runtime, message, outcome, channels)
+    publish(runtime, message, outcome, channels)
 
 
 def _deltas(update: dict[str, Any]) -> list[ChannelDelta]:

@@ -144,7 +144,7 @@ async def handle_safely(
             message.partition,
             message.offset,
         )
-        await reject(runtime, message, Rejection("internal_error", repr(error)), batch)
+        reject(runtime, message, Rejection("internal_error", repr(error)), batch)
 
 
 def too_late(
@@ -178,24 +178,17 @@ def internal_json(message: Any) -> dict[str, Any] | Rejection:
 INTERNAL_ERRORS = (KeyError, TypeError, ValueError)  # a malformed internal message
 
 
-async def publish(
-    runtime: Runtime, message: Any, outcome: Outcome, batch: Records[Any] | None = None
-) -> None:
+def publish(runtime: Runtime, message: Any, outcome: Outcome, batch: Records[Any]) -> None:
     """Count the outcome; its dead letter, deltas and messages are sent with the rest of
-    ``batch``'s once the batch has written its records (at once without a batch)."""
+    ``batch``'s once the batch has written its records."""
     topic = logical_topic(runtime, message.topic)
     runtime.counters.events.labels(topic, outcome.status).inc()
     messages = list(outcome.messages)
     if outcome.status == REJECTED:
         rejection = Rejection(outcome.reason or "rejected", outcome.detail)
         messages.append(dead_letter_message(runtime, message, rejection))
-    if batch is None:
-        await send_deltas(runtime, outcome.deltas)
-        for internal in messages:
-            await runtime.send(internal.topic, internal.key, internal.value)
-    else:
-        batch.deltas.extend(outcome.deltas)
-        batch.messages.extend(messages)
+    batch.deltas.extend(outcome.deltas)
+    batch.messages.extend(messages)
 
 
 async def send_outputs(runtime: Runtime, batch: Records[Any]) -> None:
@@ -263,8 +256,6 @@ def dead_letter_message(runtime: Runtime, message: Any, rejection: Rejection) ->
     return Message(DEAD_LETTERS, key, envelope)
 
 
-async def reject(
-    runtime: Runtime, message: Any, rejection: Rejection, batch: Records[Any] | None = None
-) -> None:
+def reject(runtime: Runtime, message: Any, rejection: Rejection, batch: Records[Any]) -> None:
     outcome = Outcome.rejected(rejection.reason, rejection.detail)
-    await publish(runtime, message, outcome, batch)
+    publish(runtime, message, outcome, batch)

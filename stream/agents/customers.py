@@ -54,11 +54,11 @@ async def handle(runtime: Runtime, message: Any, customers: Records[CustomerReco
     if logical_topic(runtime, message.topic) == PURCHASES.name:
         event = validate(PURCHASES, message.key, message.value)
         if isinstance(event, Rejection):
-            return await reject(runtime, message, event, customers)
+            return reject(runtime, message, event, customers)
         assert isinstance(event, Purchase | Refund)  # the purchases contract carries only these
         record = customers.get(event.customer_id)
         if late := too_late(runtime, record, source, event.occurred_at):
-            return await reject(runtime, message, late, customers)
+            return reject(runtime, message, late, customers)
         if isinstance(event, Purchase):
             outcome = handle_purchase(record, event, source, runtime.customer_rules)
         else:
@@ -66,7 +66,7 @@ async def handle(runtime: Runtime, message: Any, customers: Records[CustomerReco
     else:
         update = internal_json(message)
         if isinstance(update, Rejection):
-            return await reject(runtime, message, update, customers)
+            return reject(runtime, message, update, customers)
         try:
             record = customers.get(update["customer_id"])
             if update["type"] == "attribution":
@@ -90,12 +90,10 @@ async def handle(runtime: Runtime, message: Any, customers: Records[CustomerReco
             else:
                 outcome = handle_link(record, update["visitor_id"], source)
         except INTERNAL_ERRORS as error:
-            return await reject(
-                runtime, message, Rejection("invalid_internal", repr(error)), customers
-            )
+            return reject(runtime, message, Rejection("invalid_internal", repr(error)), customers)
     if outcome.changed_state:
         customers.changed(record.customer_id, message)
-    await publish(runtime, message, outcome, customers)
+    publish(runtime, message, outcome, customers)
 
 
 def _referrer(value: object) -> str | None:

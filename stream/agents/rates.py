@@ -27,11 +27,11 @@ def records(runtime: Runtime) -> Records[TableValue]:
 async def handle(runtime: Runtime, message: Any, rates: Records[TableValue]) -> None:
     event = validate(FX_RATES, message.key, message.value)
     if isinstance(event, Rejection):
-        return await reject(runtime, message, event, rates)
+        return reject(runtime, message, event, rates)
     assert isinstance(event, FxRate)  # the fx-rates contract carries only these
     stored = rates.get(event.currency)
     outcome, updated = handle_fx_rate(stored, event, runtime.settings.reporting_currency)
     if outcome.status == APPLIED:
         stored[:] = updated
         rates.changed(event.currency, message)
-    await publish(runtime, message, outcome, rates)
+    publish(runtime, message, outcome, rates)

@@ -47,14 +47,14 @@ async def handle(runtime: Runtime, message: Any, visitors: Records[VisitorRecord
     if contract is not None:
         event = validate(contract, message.key, message.value)
         if isinstance(event, Rejection):
-            return await reject(runtime, message, event, visitors)
+            return reject(runtime, message, event, visitors)
         if isinstance(event, AdClick | Referral):
             visitor_id = (
                 event.visitor_id if isinstance(event, AdClick) else event.referred_visitor_id
             )
             record = visitors.get(visitor_id)
             if late := too_late(runtime, record, source, event.occurred_at):
-                return await reject(runtime, message, late, visitors)
+                return reject(runtime, message, late, visitors)
             outcome = handle_touch(record, event, source, runtime.visitor_rules)
         else:
             assert isinstance(event, Identify)  # no money and no day: never too late
@@ -63,16 +63,14 @@ async def handle(runtime: Runtime, message: Any, visitors: Records[VisitorRecord
     else:
         update = internal_json(message)
         if isinstance(update, Rejection):
-            return await reject(runtime, message, update, visitors)
+            return reject(runtime, message, update, visitors)
         try:
             record = visitors.get(update["visitor_id"])
             outcome = handle_conversion(
                 record, update["customer_id"], update["converted_at"], source, runtime.visitor_rules
             )
         except INTERNAL_ERRORS as error:
-            return await reject(
-                runtime, message, Rejection("invalid_internal", repr(error)), visitors
-            )
+            return reject(runtime, message, Rejection("invalid_internal", repr(error)), visitors)
     if outcome.changed_state:
         visitors.changed(record.visitor_id, message)
-    await publish(runtime, message, outcome, visitors)
+    publish(runtime, message, outcome, visitors)

@@ -251,7 +251,7 @@ async def count_and_send(runtime: Any, msg: Any, batch: Records[Counter]) -> Non
         [spend_delta("search", msg.offset, 10)],
         [Message("visitor-updates", "v1", {"offset": msg.offset})],
     )
-    await publish(runtime, msg, caused, batch)
+    publish(runtime, msg, caused, batch)
 
 
 async def test_what_a_batch_caused_leaves_only_once_the_broker_has_its_records() -> None:
