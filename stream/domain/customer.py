@@ -555,13 +555,12 @@ def _cohorts(record: CustomerRecord, version: int) -> Contribution:
     """The weighted cohort counters this customer puts in each channel at ``version``:
     one bucket, at its acquisition month, with the customer and the gross profit by
     month since acquisition (``stream.domain.cohort``)."""
-    model_weights = next(
-        (a.weights for a in reversed(record.attributions) if a.version <= version), None
-    )
+    attribution = _attribution_at(record, version)
     orders = [(oid, o) for oid, o in record.order_book.items() if o.version <= version]
     first = _first_order(orders)
-    if model_weights is None or first is None:
+    if attribution is None or first is None:
         return {}
+    model_weights = attribution.weights
     acquired_at = record.order_book[first].at
     amounts = [(o.at, o.profit_cents) for _, o in orders]
     amounts += [
