@@ -9,6 +9,7 @@ from typing import Any
 
 import faust
 import orjson
+from faust import Worker
 from faust.exceptions import ConsumerNotStarted
 from faust.tables import GlobalTable, Table
 from faust.types import TP
@@ -16,7 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from schemas import topics as contract
 from stream.config import Settings
-from stream.current_event import EventOfPartition, current_event
+from stream.current_event import EventOfPartition, current_event, store_set
 from stream.delivery import delivered
 from stream.domain.attribution import MODELS
 from stream.domain.channel import ChannelRecord
@@ -57,6 +58,17 @@ class BatchWrites:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._unsent: list[Any] = []  # changelog writes the broker has not acknowledged
+        # A table of value type bytes (serializer "raw") holds each value as its JSON
+        # bytes, decoded on each read: the memory store keeps what it is given, and a
+        # record as Python dicts and lists takes several times the memory of its JSON.
+        self.json_bytes = self.value_serializer == "raw"  # type: ignore[attr-defined]
+
+    def get_json(self, key: str) -> Any:
+        """The value of ``key`` as JSON data (dicts, lists, ...), or None."""
+        return self.decode(self.get(key))  # type: ignore[attr-defined]
+
+    def decode(self, stored: Any) -> Any:
+        return orjson.loads(stored) if self.json_bytes and stored is not None else stored
 
     def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
         future = super().send_changelog(*args, **kwargs)  # type: ignore[misc]
@@ -72,7 +84,31 @@ class BatchWrites:
         unsent, self._unsent = self._unsent, []
         await delivered(unsent, f"changelog of {self.name}")  # type: ignore[attr-defined]
 
+    async def write_now(self, key: str, value: Any, partition: int) -> None:
+        """Set ``key`` and hand its changelog message straight to the producer, for
+        :meth:`sent` to wait on. A batch writes hundreds of keys: through Faust's buffer
+        of table writes (``table[key] = value``) one task sends them one at a time, and
+        the intake stops while the buffer holds more than 100 (``wait_until_ebb`` in
+        faust/transport/producer.py). ``value``: JSON data."""
+        if self.json_bytes:  # as Faust's JSON codec writes it
+            value = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+        future = await self.changelog_topic.send(  # type: ignore[attr-defined]
+            key=key,
+            value=value,
+            partition=partition,
+            key_serializer=self.key_serializer,  # type: ignore[attr-defined]
+            value_serializer=self.value_serializer,  # type: ignore[attr-defined]
+            callback=self._on_changelog_sent,  # type: ignore[attr-defined]
+        )
+        self._unsent.append(future)
+        store_set(self.data, key, value, partition)  # type: ignore[attr-defined]
+        self.on_written(key, partition)
+
+    def on_written(self, key: str, partition: int) -> None:
+        """``key`` was written to ``partition`` of the changelog by :meth:`write_now`."""
+
     def write(self, key: str, value: Any, partition: int) -> None:
+        """Set ``key`` from outside a batch (a timer), through Faust's buffer."""
         self._write_partition = partition
         event = EventOfPartition(partition)  # held: the store's reference to it is weak
         try:
@@ -121,13 +157,14 @@ class OwnedTable(BatchWrites, Table[str, Any]):
         return self._key_partitions.get(key)
 
     def owned_items(self, partitions: Iterable[int] | None = None) -> Iterator[tuple[str, Any]]:
-        """(key, value) of the keys in owned, recovered partitions (or in ``partitions``)."""
+        """(key, value as JSON data) of the keys in owned, recovered partitions (or in
+        ``partitions``)."""
         wanted = self._ready if partitions is None else set(partitions) & self._ready
         if not wanted:
             return
         for key, value in list(self.items()):
             if value is not None and self._key_partitions.get(key) in wanted:
-                yield key, value
+                yield key, self.decode(value)
 
     def take_gained(self) -> set[int]:
         """Partitions newly assigned to this worker whose recovery completed since the
@@ -153,6 +190,9 @@ class OwnedTable(BatchWrites, Table[str, Any]):
             assert partition is not None
             self._key_partitions[key] = partition
         return future
+
+    def on_written(self, key: str, partition: int) -> None:
+        self._key_partitions[key] = partition
 
     def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
         events = list(batch)
@@ -231,6 +271,9 @@ class SharedTable(BatchWrites, GlobalTable):
         """Set ``key`` from anywhere (a timer, any stream's batch): whatever the partition
         of the event that changed it, the table has one, 0."""
         super().write(key, value, 0)
+
+    async def write_now(self, key: str, value: Any, partition: int = 0) -> None:
+        self.write(key, value)  # rare (exchange rates): Faust's path keeps on_key_set
 
 
 class VersionedTable(SharedTable):
@@ -432,6 +475,16 @@ class Runtime:
         return await self.topics[logical_topic].send(key=key.encode(), value=orjson.dumps(value))
 
 
+class ServiceWorker(Worker):
+    """Faust's worker without its terminal spinner: at WARNING and above the spinner sets
+    the root logger to DEBUG (faust/worker.py, ``_setup_spinner_handler``), so every debug
+    line of Faust and aiokafka, several per message, became a record only to be dropped."""
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        self.spinner = None
+        super().on_setup_root_logger(logger, level)
+
+
 def _broker_credentials(settings: Settings) -> Any:
     if settings.kafka_sasl_mechanism:
         return faust.SASLCredentials(
@@ -506,7 +559,7 @@ def create_runtime(settings: Settings, fx_file: RateBook) -> Runtime:
         contract.DEAD_LETTERS: raw_topic(contract.DEAD_LETTERS),
     }
 
-    def table(name: str) -> OwnedTable:
+    def table(name: str, value_type: type | None = None) -> OwnedTable:
         owned = OwnedTable(
             app,
             name=name,
@@ -514,6 +567,7 @@ def create_runtime(settings: Settings, fx_file: RateBook) -> Runtime:
             beacon=app.tables.beacon,
             partitions=settings.topic_partitions,
             key_type=str,
+            value_type=value_type,
         )
         app.tables.add(owned)
         return owned
@@ -539,8 +593,10 @@ def create_runtime(settings: Settings, fx_file: RateBook) -> Runtime:
         settings=settings,
         app=app,
         topics=topics,
-        customers=table("customers"),
-        visitors=table("visitors"),
+        # A shop has millions of customers and visitors and a few channels, whose
+        # records every scrape reads: those stay decoded.
+        customers=table("customers", value_type=bytes),
+        visitors=table("visitors", value_type=bytes),
         channels=table("channels"),
         watermarks=shared_table(SharedTable, "watermarks"),
         fx_table=shared_table(VersionedTable, "fx-rates"),

@@ -56,9 +56,7 @@ def run_worker(settings: Settings) -> None:
     """
     import signal
 
-    from faust import Worker
-
-    from stream.app import create_runtime
+    from stream.app import ServiceWorker, create_runtime
     from stream.kafka_admin import KafkaWatch, ensure_topics, tolerate_cancelled_fetches
 
     async def topics_unless_stopped() -> str | None:
@@ -102,7 +100,7 @@ def run_worker(settings: Settings) -> None:
     runtime = create_runtime(settings, fx_file)
     watch = runtime.kafka_watch = KafkaWatch(settings)
 
-    class _Worker(Worker):
+    class _Worker(ServiceWorker):
         async def on_stop(self) -> None:  # before the app and the watch stop
             watch.worker_stopping()
             await super().on_stop()

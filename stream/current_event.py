@@ -32,3 +32,13 @@ class EventOfPartition:
 
     def __init__(self, partition: int) -> None:
         self.message = SimpleNamespace(partition=partition)
+
+
+def store_set(store: Any, key: Any, value: Any, partition: int) -> None:
+    """``store[key] = value`` as while handling an event of ``partition``."""
+    event: Any = EventOfPartition(partition)  # held: the store's reference is weak
+    token = faust_streams._current_event.set(weakref.ref(event))
+    try:
+        store[key] = value
+    finally:
+        faust_streams._current_event.reset(token)

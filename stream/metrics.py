@@ -57,6 +57,15 @@ class PipelineCounters:
             "Failed attempts to write the Redis projection (retried).",
             registry=registry,
         )
+        self._events_by_labels: dict[tuple[str, str], Counter] = {}
+
+    def count_event(self, topic: str, outcome: str) -> None:
+        """Count a message handled. Each (topic, outcome) child is looked up once: the
+        client's ``labels()`` takes a lock and checks the labels on every call."""
+        child = self._events_by_labels.get((topic, outcome))
+        if child is None:
+            child = self._events_by_labels[(topic, outcome)] = self.events.labels(topic, outcome)
+        child.inc()
 
 
 class ChannelFiguresCollector(Collector):

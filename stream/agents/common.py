@@ -63,7 +63,7 @@ class Records(Generic[R]):
         """The record of ``key`` as this batch left it, or a new empty one."""
         record = self._loaded.get(key)
         if record is None:
-            stored = self._table.get(key)
+            stored = self._table.get_json(key)
             record = self._new(key) if stored is None else self._from_json(stored)
             self._loaded[key] = record
         return record
@@ -76,7 +76,7 @@ class Records(Generic[R]):
     async def write(self) -> None:
         """Write the changed records and wait until the broker has them."""
         for key, partition in sorted(self._changed.items()):
-            self._table.write(key, self._to_json(self._loaded[key]), partition)
+            await self._table.write_now(key, self._to_json(self._loaded[key]), partition)
             if self._written is not None:
                 self._written(self._loaded[key])
         self._changed.clear()
@@ -182,7 +182,7 @@ def publish(runtime: Runtime, message: Any, outcome: Outcome, batch: Records[Any
     """Count the outcome; its dead letter, deltas and messages are sent with the rest of
     ``batch``'s once the batch has written its records."""
     topic = logical_topic(runtime, message.topic)
-    runtime.counters.events.labels(topic, outcome.status).inc()
+    runtime.counters.count_event(topic, outcome.status)
     messages = list(outcome.messages)
     if outcome.status == REJECTED:
         rejection = Rejection(outcome.reason or "rejected", outcome.detail)

@@ -70,7 +70,7 @@ class Api:
         )
 
     def local_customer(self, customer_id: str) -> dict[str, Any] | None:
-        stored = self.runtime.customers.get(customer_id)
+        stored = self.runtime.customers.get_json(customer_id)
         if stored is None:
             return None
         record = CustomerRecord.from_json(stored)

@@ -40,11 +40,11 @@ class FakeTable(dict[str, Any]):
         self.timeline = [] if timeline is None else timeline
         self.refuse = False  # the broker refuses the writes
 
-    def get(self, key: str, default: Any = None) -> Any:
+    def get_json(self, key: str) -> Any:
         self.reads.append(key)
-        return super().get(key, default)
+        return self.get(key)
 
-    def write(self, key: str, value: Any, partition: int) -> None:
+    async def write_now(self, key: str, value: Any, partition: int) -> None:
         self.writes.append((key, value, partition))
         self[key] = value
 
