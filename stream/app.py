@@ -319,6 +319,7 @@ class Runtime:
     ltv_params: LtvParams
     watermark: int = 0  # the newest event time this worker knows, seconds since the epoch
     kafka_watch: Any = None  # stream.kafka_admin.KafkaWatch of a running worker
+    channel_metrics: ChannelFiguresCollector | None = None  # /metrics adds its text
     _fx: tuple[int, FxRates] | None = field(default=None, init=False)
     _fit: tuple[int, Fit | None] | None = field(default=None, init=False)
     # channel -> (the stored value it was computed from, today and predictive versions,
@@ -620,10 +621,8 @@ def create_runtime(settings: Settings, fx_file: RateBook) -> Runtime:
     )
     registry.register(FitCollector(runtime.current_fit))
     registry.register(PipelineCollector(runtime.pipeline_state))
-    registry.register(
-        ChannelFiguresCollector(
-            runtime.figures, settings.attribution_model, settings.headline_ltv_method
-        )
+    runtime.channel_metrics = ChannelFiguresCollector(
+        runtime.figures, settings.attribution_model, settings.headline_ltv_method
     )
     app.timer(settings.projection_interval_seconds, name="share_watermark")(runtime.share_watermark)
 

@@ -14,8 +14,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 
 from prometheus_client import CollectorRegistry, Counter, disable_created_metrics
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from stream.domain.figures import ChannelFigures, Figure, ReferralFigures
 from stream.domain.predictive import BG_NBD, GAMMA_GAMMA, Fit
@@ -69,7 +71,13 @@ class PipelineCounters:
 
 
 class ChannelFiguresCollector(Collector):
-    """Exports every channel's figures; ``source`` returns them fresh on each scrape."""
+    """Exports every channel's figures; ``source`` returns them fresh on each scrape.
+
+    ``/metrics`` appends :meth:`text` to the registry's output: a shop's channels,
+    windows, models and campaigns make thousands of series, and the client library's
+    families and text format (a dict of labels per sample, labels escaped on every
+    scrape) made answering a scrape cost more than handling the events between two.
+    """
 
     def __init__(
         self,
@@ -81,21 +89,67 @@ class ChannelFiguresCollector(Collector):
         self._primary_model = primary_model
         self._headline_method = headline_method
 
-    def describe(self) -> list[GaugeMetricFamily]:
-        return []  # figures are dynamic; skip the registration-time collect()
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def text(self) -> str:
+        """The figures in the Prometheus text format (version 0.0.4)."""
         families = _Families((self._primary_model, self._headline_method))
         for figures in self._source():
             families.add(figures)
-        yield from families.all()
-        primary = GaugeMetricFamily(
+        primary = _Gauge(
             "ltvcac_attribution_model_info",
             "1 for the primary attribution model (LTVCAC_ATTRIBUTION_MODEL).",
             labels=["model"],
         )
         primary.add_metric([self._primary_model], 1)
-        yield primary
+        return "".join(family.text() for family in (*families.all(), primary))
+
+    def describe(self) -> list[Metric]:
+        return []  # figures are dynamic; skip the registration-time collect()
+
+    def collect(self) -> Iterator[Metric]:
+        """The same figures for a registry of the client library (tests read them so)."""
+        yield from text_string_to_metric_families(self.text())
+
+
+class _Gauge:
+    """A gauge family written straight to the text format; each series' name and
+    labels are formatted once per process (:data:`_SERIES`), not once per scrape."""
+
+    def __init__(self, name: str, documentation: str, labels: list[str]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labels = tuple(labels)
+        self.lines: list[str] = []
+
+    def add_metric(self, values: list[str], value: float) -> None:
+        key = (self.name, tuple(values))
+        series = _SERIES.get(key)
+        if series is None:
+            if len(_SERIES) >= _SERIES_KEPT:
+                _SERIES.clear()
+            series = _SERIES[key] = _series(self.name, self.labels, values)
+        self.lines.append(f"{series} {floatToGoString(value)}\n")  # type: ignore[no-untyped-call]
+
+    def text(self) -> str:
+        help_text = self.documentation.replace("\\", r"\\").replace("\n", r"\n")
+        header = f"# HELP {self.name} {help_text}\n# TYPE {self.name} gauge\n"
+        return header + "".join(self.lines)
+
+
+# (name, label values) -> the series as the text format writes it
+_SERIES: dict[tuple[str, tuple[str, ...]], str] = {}
+_SERIES_KEPT = 200_000  # past this many (channels come from input), start again
+
+
+def _series(name: str, labels: tuple[str, ...], values: list[str]) -> str:
+    if not labels:
+        return name
+    named = sorted(zip(labels, values, strict=True))  # as the client library writes them
+    pairs = ",".join(f'{label}="{_escaped(value)}"' for label, value in named)
+    return f"{name}{{{pairs}}}"
+
+
+def _escaped(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
 @dataclass(frozen=True)
@@ -204,18 +258,18 @@ class _Families:
             "(fully loaded CAC): the series the alert rules watch.",
             cw,
         )
-        self.spend = GaugeMetricFamily(
+        self.spend = _Gauge(
             "ltvcac_spend",
             "Acquisition spend in the window, every category, reporting currency.",
             labels=cw,
         )
-        self.spend_by_category = GaugeMetricFamily(
+        self.spend_by_category = _Gauge(
             "ltvcac_spend_by_category",
             "Acquisition spend in the window by category (media includes clicks and "
             "referral rewards), reporting currency.",
             labels=[*cw, "category"],
         )
-        self.new_customers = GaugeMetricFamily(
+        self.new_customers = _Gauge(
             "ltvcac_new_customers",
             "Customers acquired in the window (sum of the model's attribution weights).",
             labels=cwm,
@@ -244,13 +298,13 @@ class _Families:
             [*cwm, "method"],
         )
         cwc = [*cw, "campaign"]
-        self.campaign_spend = GaugeMetricFamily(
+        self.campaign_spend = _Gauge(
             "ltvcac_campaign_spend",
             "Spend of a campaign in the window (the top LTVCAC_CAMPAIGN_TOP_N campaigns of "
             "the channel by lifetime spend; the rest summed as campaign=other).",
             labels=cwc,
         )
-        self.campaign_customers = GaugeMetricFamily(
+        self.campaign_customers = _Gauge(
             "ltvcac_campaign_new_customers",
             "Customers acquired in the window credited to the campaign (primary model).",
             labels=cwc,
@@ -266,12 +320,12 @@ class _Families:
             "referrals (0-1).",
             ["window", "model"],
         )
-        self.referred = GaugeMetricFamily(
+        self.referred = _Gauge(
             "ltvcac_referred_customers",
             "Customers acquired in the window with a referrer (primary attribution model).",
             labels=["window"],
         )
-        self.referrers = GaugeMetricFamily(
+        self.referrers = _Gauge(
             "ltvcac_referrers",
             "Distinct customers who referred at least one customer acquired in the window "
             "(primary attribution model).",
@@ -327,7 +381,7 @@ class _Families:
         for (referred, model, method), ltv in figures.ltv.items():
             self.ltv_by_referral.add([str(referred).lower(), model, method], ltv)
 
-    def all(self) -> Iterator[GaugeMetricFamily]:
+    def all(self) -> Iterator[_Gauge]:
         yield self.spend
         yield self.spend_by_category
         yield self.new_customers
@@ -354,8 +408,8 @@ class _Defined:
     """A gauge whose series is absent when undefined, and a ``*_defined`` flag saying why."""
 
     def __init__(self, name: str, documentation: str, labels: list[str]) -> None:
-        self.values = GaugeMetricFamily(name, documentation, labels=labels)
-        self.flags = GaugeMetricFamily(
+        self.values = _Gauge(name, documentation, labels=labels)
+        self.flags = _Gauge(
             f"{name}_defined",
             f"1 when {name} is exported; 0 with the reason (no_customers, no_spend, ...) when not.",
             labels=[*labels, "reason"],

@@ -14,4 +14,6 @@ def register(runtime: Runtime) -> None:
     @runtime.app.page("/metrics")
     async def metrics(self: Any, request: Any) -> Any:
         body = generate_latest(runtime.registry)
+        if runtime.channel_metrics is not None:
+            body += runtime.channel_metrics.text().encode()
         return self.bytes(body, headers={"Content-Type": CONTENT_TYPE_LATEST})
