@@ -166,6 +166,11 @@ class OwnedTable(BatchWrites, Table[str, Any]):
             if value is not None and self._key_partitions.get(key) in wanted:
                 yield key, self.decode(value)
 
+    def owned_keys(self, partitions: Iterable[int] | None = None) -> list[str]:
+        """The keys of :meth:`owned_items`, without reading their values."""
+        wanted = self._ready if partitions is None else set(partitions) & self._ready
+        return [key for key, p in list(self._key_partitions.items()) if p in wanted]
+
     def take_gained(self) -> set[int]:
         """Partitions newly assigned to this worker whose recovery completed since the
         last call: their keys are complete here now, and were written elsewhere before."""

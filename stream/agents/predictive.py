@@ -96,7 +96,7 @@ def register(runtime: Runtime) -> None:
         sums: dict[int, dict[str, dict[str, list[float]]]] = {p: {} for p in partitions}
         today = runtime.watermark_day()
         count = unscored = 0
-        for index, (key, value) in enumerate(list(runtime.customers.owned_items())):
+        for index, (key, value) in enumerate(runtime.customers.owned_items()):
             if index % SLICE == SLICE - 1:
                 await asyncio.sleep(0)
             partition = runtime.customers.partition_of(key)
@@ -109,7 +109,7 @@ def register(runtime: Runtime) -> None:
                 unscored += 1
                 continue
             _add(sums[partition], record, result.clv)
-            runtime.projection.customer_changed(record)
+            runtime.projection.customer_stale(key)  # its new scores
             count += 1
         for partition, by_channel in sums.items():
             scores = {"version": current.version, "sums": by_channel}
@@ -132,7 +132,7 @@ def register(runtime: Runtime) -> None:
 
 
 async def _summaries(runtime: Runtime, today: int) -> AsyncIterator[Summary]:
-    for index, (_, value) in enumerate(list(runtime.customers.owned_items())):
+    for index, (_, value) in enumerate(runtime.customers.owned_items()):
         if index % SLICE == SLICE - 1:
             await asyncio.sleep(0)
         summary = summary_of(CustomerRecord.from_json(value), today)

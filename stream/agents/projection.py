@@ -23,15 +23,15 @@ log = logging.getLogger(__name__)
 
 
 def register(runtime: Runtime) -> None:
+    runtime.projection.stored = lambda customer_id: owned_customer(runtime, customer_id)
+
     @runtime.app.timer(runtime.settings.projection_interval_seconds)
     async def project() -> None:
         rebuild_gained(runtime)
         try:  # while Redis is down the stream goes on; changes wait in the projection
             await runtime.projection.flush(
                 runtime.figures(),
-                everything=lambda: (
-                    CustomerRecord.from_json(value) for _, value in runtime.customers.owned_items()
-                ),
+                everything=runtime.customers.owned_keys,
                 retry_max_seconds=runtime.settings.retry_max_seconds,
                 retired=runtime.retired_channels(),
             )
@@ -51,8 +51,18 @@ def rebuild_gained(runtime: Runtime) -> None:
     gained = runtime.customers.take_gained()
     if not gained:
         return
-    count = 0
-    for _, value in runtime.customers.owned_items(gained):
-        runtime.projection.customer_changed(CustomerRecord.from_json(value))
-        count += 1
+    customers = runtime.customers.owned_keys(gained)
+    for customer_id in customers:
+        runtime.projection.customer_stale(customer_id)
+    count = len(customers)
     log.info("redis rebuild partitions=%s customers=%d", sorted(gained), count)
+
+
+def owned_customer(runtime: Runtime, customer_id: str) -> CustomerRecord | None:
+    """The customer's record if this worker owns it, its partition recovered; else None
+    (a partition taken elsewhere is rebuilt there)."""
+    table = runtime.customers
+    if table.partition_of(customer_id) not in table.ready_partitions:
+        return None
+    value = table.get_json(customer_id)
+    return None if value is None else CustomerRecord.from_json(value)

@@ -92,10 +92,10 @@ class Api:
 
     def rebuild(self) -> int:
         """Queue every owned customer for the next Redis write; how many."""
-        count = 0
-        for _, value in self.runtime.customers.owned_items():
-            self.runtime.projection.customer_changed(CustomerRecord.from_json(value))
-            count += 1
+        customers = self.runtime.customers.owned_keys()
+        for customer_id in customers:
+            self.runtime.projection.customer_stale(customer_id)
+        count = len(customers)
         log.info("redis rebuild requested customers=%d", count)
         return count
 

@@ -214,8 +214,15 @@ def cohort_fields(row: CohortRow) -> RedisHash:
     return fields
 
 
+# Customers written per Redis transaction: a rebuild after recovery queues every
+# customer of a partition, and one transaction for all of them would hold the commands
+# of a million customers in memory and block Redis while it runs.
+CUSTOMERS_PER_WRITE = 2_000
+
+
 class RedisProjection:
-    """Collects changed customers and writes them, with all channels, in one pipeline."""
+    """Collects changed customers and writes them, with all channels, in pipelines of
+    at most :data:`CUSTOMERS_PER_WRITE` customers."""
 
     def __init__(self, url: str, prefix: str, primary_model: str = "last_touch") -> None:
         # One quick retry on a fresh connection (a pooled one may be stale after a Redis
@@ -225,9 +232,13 @@ class RedisProjection:
         )
         self._prefix = prefix
         self._primary_model = primary_model
-        self._dirty: dict[str, CustomerRecord] = {}
+        # customer id -> its record, or None: read it with ``stored`` when writing
+        self._dirty: dict[str, CustomerRecord | None] = {}
         # more fields of a customer's hash (its predictive scores), set by the worker
         self.scorer: Callable[[CustomerRecord], RedisHash] = lambda _record: {}
+        # a customer's record as its table holds it now (None if it holds none), set by
+        # the worker
+        self.stored: Callable[[str], CustomerRecord | None] = lambda _customer_id: None
         self._marker = f"{prefix}projection:writer:{uuid.uuid4().hex}"
         self._marker_written = False
         self._replace_cohort_months = self._redis.register_script(_REPLACE_COHORT_MONTHS)
@@ -244,6 +255,11 @@ class RedisProjection:
 
     def customer_changed(self, record: CustomerRecord) -> None:
         self._dirty[record.customer_id] = record
+
+    def customer_stale(self, customer_id: str) -> None:
+        """Write the customer as its table holds it at the next write: a rebuild queues
+        every customer of a partition, and queues their ids, not their records."""
+        self._dirty.setdefault(customer_id, None)
 
     @property
     def pending(self) -> int:
@@ -262,7 +278,7 @@ class RedisProjection:
     async def flush(
         self,
         channels: Iterable[ChannelFigures],
-        everything: Callable[[], Iterable[CustomerRecord]] | None = None,
+        everything: Callable[[], Iterable[str]] | None = None,
         retry_max_seconds: float = 30.0,
         retired: Iterable[str] = (),
     ) -> None:
@@ -270,13 +286,24 @@ class RedisProjection:
 
         After a failure, calls return without writing until ``retry_in`` has passed.
         When Redis no longer has this writer's marker, every customer ``everything``
-        yields is queued for the next write.
+        yields (by id) is queued for the next write.
         """
         if time.monotonic() < self._retry_at:
             return  # waiting before the next attempt
         batch, self._dirty = self._dirty, {}
+        ids = list(batch)
+        marker_found = True
         try:
-            marker_found = await self._write(batch, channels, retired)
+            for start in range(0, max(len(ids), 1), CUSTOMERS_PER_WRITE):
+                chunk = {i: batch[i] for i in ids[start : start + CUSTOMERS_PER_WRITE]}
+                # the channels go with the first customers; each write checks the marker
+                first = start == 0
+                written = await self._write(
+                    chunk, channels if first else (), retired if first else ()
+                )
+                marker_found = marker_found and written
+                for customer_id in chunk:
+                    del batch[customer_id]
         except (RedisError, OSError):
             self._dirty = {**batch, **self._dirty}
             if not self._failures:
@@ -290,13 +317,13 @@ class RedisProjection:
                 "redis projection recovered attempts=%d down_for=%.1fs written=%d",
                 self._failures + 1,
                 time.monotonic() - self._failing_since,
-                len(batch),
+                len(ids),
             )
             self._failures, self._retry_in, self._retry_at = 0, 0.0, 0.0
         if self._marker_written and not marker_found and everything is not None:
             count = 0
-            for record in everything():
-                self._dirty.setdefault(record.customer_id, record)
+            for customer_id in everything():
+                self.customer_stale(customer_id)
                 count += 1
             log.warning(
                 "redis projection keys missing (redis restarted empty or was flushed), "
@@ -307,14 +334,17 @@ class RedisProjection:
 
     async def _write(
         self,
-        batch: dict[str, CustomerRecord],
+        batch: dict[str, CustomerRecord | None],
         channels: Iterable[ChannelFigures],
         retired: Iterable[str],
     ) -> bool:
         """One transaction; True if this writer's marker was still in Redis."""
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.exists(self._marker)
-            for customer_id, record in batch.items():
+            for customer_id, queued in batch.items():
+                record = queued if queued is not None else self.stored(customer_id)
+                if record is None:
+                    continue  # no longer in the table
                 fields = customer_fields(record, self._primary_model) | self.scorer(record)
                 pipe.hset(f"{self._prefix}customer:{customer_id}", mapping=fields)
                 await self._place_in_top(
