@@ -53,8 +53,6 @@ class BatchWrites:
     """Lets an agent write a key after its batch of events, in the changelog partition of
     the event that changed it, and wait until the broker has the writes."""
 
-    _write_partition: int | None = None
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._unsent: list[Any] = []  # changelog writes the broker has not acknowledged
@@ -106,21 +104,6 @@ class BatchWrites:
 
     def on_written(self, key: str, partition: int) -> None:
         """``key`` was written to ``partition`` of the changelog by :meth:`write_now`."""
-
-    def write(self, key: str, value: Any, partition: int) -> None:
-        """Set ``key`` from outside a batch (a timer), through Faust's buffer."""
-        self._write_partition = partition
-        event = EventOfPartition(partition)  # held: the store's reference to it is weak
-        try:
-            with current_event(event):
-                self[key] = value  # type: ignore[index]
-        finally:
-            self._write_partition = None
-
-    def partition_for_key(self, key: Any) -> int | None:
-        if self._write_partition is not None and not self.use_partitioner:  # type: ignore[attr-defined]
-            return self._write_partition
-        return super().partition_for_key(key)  # type: ignore[misc, no-any-return]
 
 
 class OwnedTable(BatchWrites, Table[str, Any]):
@@ -178,23 +161,6 @@ class OwnedTable(BatchWrites, Table[str, Any]):
         return gained
 
     # -- where keys come from: agents' writes and changelog recovery
-
-    def send_changelog(
-        self,
-        partition: int | None,
-        key: Any,
-        value: Any,
-        key_serializer: Any = None,
-        value_serializer: Any = None,
-    ) -> Any:
-        future = super().send_changelog(partition, key, value, key_serializer, value_serializer)
-        if value is None:
-            self._key_partitions.pop(key, None)
-        else:
-            partition = future.message.partition  # final: faust partitions eagerly
-            assert partition is not None
-            self._key_partitions[key] = partition
-        return future
 
     def on_written(self, key: str, partition: int) -> None:
         self._key_partitions[key] = partition
@@ -272,10 +238,13 @@ class SharedTable(BatchWrites, GlobalTable):
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         await super().on_recovery_completed(active_tps | standby_tps, standby_tps)
 
-    def write(self, key: str, value: Any, partition: int = 0) -> None:
-        """Set ``key`` from anywhere (a timer, any stream's batch): whatever the partition
-        of the event that changed it, the table has one, 0."""
-        super().write(key, value, 0)
+    def write(self, key: str, value: Any) -> None:
+        """Set ``key`` from anywhere (a timer, any stream's batch), through Faust's buffer
+        of table writes (few: a shared table is small): whatever the partition of the
+        event that changed it, the table has one, 0."""
+        event = EventOfPartition(0)  # held: the store's reference to it is weak
+        with current_event(event):
+            self[key] = value
 
     async def write_now(self, key: str, value: Any, partition: int = 0) -> None:
         self.write(key, value)  # rare (exchange rates): Faust's path keeps on_key_set
