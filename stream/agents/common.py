@@ -126,8 +126,16 @@ async def handle_batch(
     for event in events:
         with current_event(event):
             await handle_safely(runtime, event.message, handle, batch)
-    await batch.write()
-    await send_outputs(runtime, batch)
+    try:
+        await batch.write()
+        await send_outputs(runtime, batch)
+    except DeliveryFailed:
+        raise
+    except Exception as error:
+        # The producer refused a send outright (no broker metadata in time, stopped):
+        # as a refused write, never an agent crash, after which Faust would acknowledge
+        # the batch (``Stream.take_events`` acks its events whatever the body raised).
+        raise DeliveryFailed(f"outputs of a batch not sent: {error!r}") from error
 
 
 async def handle_safely(

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from aiokafka.errors import KafkaTimeoutError
 from prometheus_client import CollectorRegistry
 
 from stream.agents import channels as channel_agent
@@ -39,12 +40,15 @@ class FakeTable(dict[str, Any]):
         self.writes: list[tuple[str, Any, int]] = []
         self.timeline = [] if timeline is None else timeline
         self.refuse = False  # the broker refuses the writes
+        self.send_error: Exception | None = None  # the producer refuses to send at all
 
     def get_json(self, key: str) -> Any:
         self.reads.append(key)
         return self.get(key)
 
     async def write_now(self, key: str, value: Any, partition: int) -> None:
+        if self.send_error is not None:
+            raise self.send_error
         self.writes.append((key, value, partition))
         self[key] = value
 
@@ -283,6 +287,18 @@ async def test_a_refused_write_sends_nothing_and_stops_the_batch() -> None:
         await handle_batch(runtime, [event(7)], count_and_send, counters(table))  # type: ignore[arg-type]
 
     assert runtime.timeline == []
+
+
+async def test_a_send_the_producer_refuses_outright_stops_the_batch_as_a_refused_write() -> None:
+    runtime = FakeRuntime()
+    table = FakeTable({}, runtime.timeline)
+    table.send_error = KafkaTimeoutError()  # what aiokafka raises without broker metadata
+
+    with pytest.raises(DeliveryFailed, match="KafkaTimeoutError"):
+        await handle_batch(runtime, [event(7)], count_and_send, counters(table))  # type: ignore[arg-type]
+
+    assert runtime.timeline == []
+    assert table.writes == []
 
 
 async def test_delivered_waits_for_every_acknowledgement_and_names_a_failure() -> None:
