@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from schemas import topics as contract
 from stream.config import Settings
-from stream.current_event import EventOfPartition, current_event, store_set
+from stream.current_event import in_partition
 from stream.delivery import delivered
 from stream.domain.attribution import MODELS
 from stream.domain.channel import ChannelRecord
@@ -99,7 +99,8 @@ class BatchWrites:
             callback=self._on_changelog_sent,  # type: ignore[attr-defined]
         )
         self._unsent.append(future)
-        store_set(self.data, key, value, partition)  # type: ignore[attr-defined]
+        with in_partition(partition):
+            self.data[key] = value  # type: ignore[attr-defined]
         self.on_written(key, partition)
 
     def on_written(self, key: str, partition: int) -> None:
@@ -142,7 +143,7 @@ class OwnedTable(BatchWrites, Table[str, Any]):
     def owned_items(self, partitions: Iterable[int] | None = None) -> Iterator[tuple[str, Any]]:
         """(key, value as JSON data) of the keys in owned, recovered partitions (or in
         ``partitions``)."""
-        wanted = self._ready if partitions is None else set(partitions) & self._ready
+        wanted = self._owned(partitions)
         if not wanted:
             return
         for key, value in list(self.items()):
@@ -151,8 +152,12 @@ class OwnedTable(BatchWrites, Table[str, Any]):
 
     def owned_keys(self, partitions: Iterable[int] | None = None) -> list[str]:
         """The keys of :meth:`owned_items`, without reading their values."""
-        wanted = self._ready if partitions is None else set(partitions) & self._ready
+        wanted = self._owned(partitions)
         return [key for key, p in list(self._key_partitions.items()) if p in wanted]
+
+    def _owned(self, partitions: Iterable[int] | None) -> set[int]:
+        """The owned partitions (live: a revoke shrinks them), or those of ``partitions``."""
+        return self._ready if partitions is None else set(partitions) & self._ready
 
     def take_gained(self) -> set[int]:
         """Partitions newly assigned to this worker whose recovery completed since the
@@ -242,8 +247,7 @@ class SharedTable(BatchWrites, GlobalTable):
         """Set ``key`` from anywhere (a timer, any stream's batch), through Faust's buffer
         of table writes (few: a shared table is small): whatever the partition of the
         event that changed it, the table has one, 0."""
-        event = EventOfPartition(0)  # held: the store's reference to it is weak
-        with current_event(event):
+        with in_partition(0):
             self[key] = value
 
     async def write_now(self, key: str, value: Any, partition: int = 0) -> None:
