@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 def register(runtime: Runtime) -> None:
-    runtime.projection.stored = lambda customer_id: owned_customer(runtime, customer_id)
+    runtime.projection.stored = lambda customer_id: stored_customer(runtime, customer_id)
 
     @runtime.app.timer(runtime.settings.projection_interval_seconds)
     async def project() -> None:
@@ -58,11 +58,9 @@ def rebuild_gained(runtime: Runtime) -> None:
     log.info("redis rebuild partitions=%s customers=%d", sorted(gained), count)
 
 
-def owned_customer(runtime: Runtime, customer_id: str) -> CustomerRecord | None:
-    """The customer's record if this worker owns it, its partition recovered; else None
-    (a partition taken elsewhere is rebuilt there)."""
-    table = runtime.customers
-    if table.partition_of(customer_id) not in table.ready_partitions:
-        return None
-    value = table.get_json(customer_id)
+def stored_customer(runtime: Runtime, customer_id: str) -> CustomerRecord | None:
+    """The customer's record as the table holds it now, or None. Ownership was checked
+    when the id was queued: a partition that is only between a revoke and its recovery
+    (a rebalance that leaves it here) must not lose the write."""
+    value = runtime.customers.get_json(customer_id)
     return None if value is None else CustomerRecord.from_json(value)
