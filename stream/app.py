@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import faust
 import orjson
@@ -43,6 +43,7 @@ from stream.metrics import (
     PipelineCounters,
     PipelineState,
 )
+from stream.recovery import BulkRecoveryTableManager
 from stream.serving.projection import RedisProjection
 from stream.transport import Transport
 
@@ -508,10 +509,14 @@ def create_runtime(settings: Settings, fx_file: RateBook) -> Runtime:
         producer_linger=0.005,
         producer_max_batch_size=256 * 1024,
         table_standby_replicas=0,
+        TableManager=BulkRecoveryTableManager,
         topic_allow_declare=True,
         autodiscover=False,
     )
     app.transport = Transport(app.conf.broker_consumer, app)
+    cast(
+        BulkRecoveryTableManager, app.tables
+    ).recovery.budget_seconds = settings.bulk_recovery_seconds
     app.transport.fetch_max_wait_ms = settings.fetch_max_wait_ms
 
     def raw_topic(*names: str) -> Any:

@@ -64,6 +64,13 @@ class Settings(BaseSettings):
         le=30_000,
         description="Longest wait of the worker's fetches when no records are ready, in ms.",
     )
+    bulk_recovery_seconds: float = Field(
+        45.0,
+        ge=0,
+        lt=90,
+        description="Longest a table recovery reads changelogs in bulk before Faust's"
+        " record-by-record recovery reads the rest; 0 leaves it all to Faust.",
+    )
     event_loop: Literal["uvloop", "asyncio"] = Field(
         "uvloop", description="The worker's event loop: uvloop (faster) or Python's asyncio."
     )
