@@ -27,8 +27,11 @@ R = TypeVar("R")
 
 
 # A batch ends when it holds this many events or this long after the previous one ended.
+# Faust waits the whole window after every batch, whatever is already queued, and a new
+# customer's events cross four batches: at 2,000 events/s 0.05 s here cost a third of
+# its publish-to-gauge latency. Events queued while a batch is handled fill the next one.
 BATCH_MAX_EVENTS = 500
-BATCH_WITHIN_SECONDS = 0.05
+BATCH_WITHIN_SECONDS = 0.01
 
 
 class Records(Generic[R]):

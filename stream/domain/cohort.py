@@ -22,6 +22,7 @@ acquired this month has none yet).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -34,13 +35,14 @@ Cohorts = Mapping[int, Bucket]  # acquisition month -> counters
 
 def month_of(seconds: int) -> int:
     """Seconds since the epoch -> UTC calendar month, counted from January 1970 (= 0)."""
-    moment = dt.datetime.fromtimestamp(seconds, dt.UTC)
-    return (moment.year - 1970) * 12 + moment.month - 1
+    return month_of_day(seconds // SECONDS_PER_DAY)
 
 
+@functools.lru_cache(maxsize=4096)  # asked for every order of a customer on every change
 def month_of_day(day: int) -> int:
     """Day number (UTC) -> its calendar month, counted from January 1970."""
-    return month_of(day * SECONDS_PER_DAY)
+    moment = dt.datetime.fromtimestamp(day * SECONDS_PER_DAY, dt.UTC)
+    return (moment.year - 1970) * 12 + moment.month - 1
 
 
 def month_name(month: int) -> str:
