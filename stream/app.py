@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -475,6 +476,18 @@ class ServiceWorker(Worker):
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         self.spinner = None
         super().on_setup_root_logger(logger, level)
+
+    async def on_startup_finished(self) -> None:
+        """Once started and recovered: the modules, the app and its services live as long
+        as the worker, and a full collection walked them all, about 55 ms with the loop
+        stopped, once a second at 2,000 events/s. Frozen, they are never walked again;
+        a larger young generation lets a batch's objects die before they are promoted."""
+        gc.freeze()
+        gc.set_threshold(YOUNG_GENERATION_OBJECTS, *gc.get_threshold()[1:])
+        await super().on_startup_finished()
+
+
+YOUNG_GENERATION_OBJECTS = 20_000  # the interpreter's default is 700
 
 
 def _broker_credentials(settings: Settings) -> Any:
