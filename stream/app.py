@@ -34,6 +34,7 @@ from stream.domain.figures import (
 from stream.domain.fx import FxRates, RateBook, fx_rates, table_book
 from stream.domain.lateness import event_today
 from stream.domain.predictive import CURRENT_FIT, Fit, Horizon
+from stream.domain.spend import SpendMemory
 from stream.domain.timeline import day_of
 from stream.domain.visitor import VisitorRules
 from stream.kafka_admin import INTERNAL_TOPICS
@@ -312,6 +313,9 @@ class Runtime:
     watermark: int = 0  # the newest event time this worker knows, seconds since the epoch
     kafka_watch: Any = None  # stream.kafka_admin.KafkaWatch of a running worker
     channel_metrics: ChannelFiguresCollector | None = None  # /metrics adds its text
+    # source stream ("topic:partition") -> highest offset in a batch of this process whose
+    # records and outputs the broker has (``register_agent``)
+    completed: dict[str, int] = field(default_factory=dict)
     _fx: tuple[int, FxRates] | None = field(default=None, init=False)
     _fit: tuple[int, Fit | None] | None = field(default=None, init=False)
     # channel -> (the stored value it was computed from, today and predictive versions,
@@ -320,6 +324,10 @@ class Runtime:
     _figures: dict[str, tuple[Any, tuple[int, int, int], ChannelFigures]] = field(
         default_factory=dict, init=False
     )
+
+    @property
+    def spend_memory(self) -> SpendMemory:
+        return SpendMemory(self.settings.allowed_lateness_seconds, self.completed)
 
     @property
     def fx(self) -> FxRates:

@@ -42,9 +42,12 @@ async def handle(runtime: Runtime, message: Any, channels: Records[ChannelRecord
             return reject(runtime, message, event, channels)
         assert isinstance(event, AdSpend)
         record = channels.get(event.channel)
+        # never judged against less than the record's watermark: the spend ids it forgot
+        # are of spend that is too late against it (``SpendMemory``)
+        runtime.advance_watermark(record.watermark)
         if late := too_late(runtime, record, source, event.occurred_at):
             return reject(runtime, message, late, channels)
-        outcome = handle_ad_spend(record, event, source, runtime.fx)
+        outcome = handle_ad_spend(record, event, source, runtime.fx, runtime.spend_memory)
     else:
         update = internal_json(message)
         if isinstance(update, Rejection):

@@ -119,6 +119,14 @@ def register_agent(
                 log.critical("stopping the worker: %s", error)
                 await runtime.app.crash(error)
                 return
+            note_completed(runtime.completed, events)
+
+
+def note_completed(completed: dict[str, int], events: list[Any]) -> None:
+    """The broker has the records and outputs of ``events``: note their source offsets."""
+    for event in events:
+        stream = source_of(event.message).stream
+        completed[stream] = max(completed.get(stream, -1), event.message.offset)
 
 
 async def handle_batch(

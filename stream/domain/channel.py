@@ -7,8 +7,9 @@ enough to ignore redelivered ones.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 ALL_CHANNELS = "all"  # blended: every channel
 PAID_CHANNELS = "paid"  # every channel but direct
@@ -149,6 +150,15 @@ def _add_into(target: dict[int, Bucket], changes: dict[int, Bucket]) -> None:
             del target[key]  # retracted: the record is the same as if never sent
 
 
+def _applied_spend(stored: int | list[Any], watermark: int) -> AppliedSpend:
+    """A stored spend id; one written before event times were kept holds its offset
+    alone, and is kept as if it occurred at the record's watermark."""
+    if isinstance(stored, int):
+        return AppliedSpend(stored, watermark, None)
+    offset, occurred_at, partition = stored
+    return AppliedSpend(offset, occurred_at, partition)
+
+
 def _cohorts_from_json(data: dict[str, dict[str, int]]) -> dict[int, Bucket]:
     return {int(month): Bucket.from_json(counts) for month, counts in data.items()}
 
@@ -190,6 +200,14 @@ class ChannelDelta:
         )
 
 
+class AppliedSpend(NamedTuple):
+    """Where and when the ad-spend event that applied a spend id was."""
+
+    offset: int
+    occurred_at: int  # seconds since the epoch
+    partition: int | None  # None: written before partitions were kept, the key's own
+
+
 @dataclass
 class ChannelRecord:
     """Everything known about one acquisition channel (or ``all`` of them)."""
@@ -198,7 +216,7 @@ class ChannelRecord:
     buckets: dict[int, Bucket] = field(default_factory=dict)
     applied: dict[str, tuple[int, int]] = field(default_factory=dict)
     watermark: int = 0  # largest event time applied, seconds since the epoch
-    spend_event_ids: dict[str, int] = field(default_factory=dict)  # id -> offset
+    spend_event_ids: dict[str, AppliedSpend] = field(default_factory=dict)
     cohorts: dict[int, Bucket] = field(default_factory=dict)  # acquisition month -> counters
 
     def seen(self, source: Source) -> bool:
@@ -219,13 +237,25 @@ class ChannelRecord:
         self.watermark = max(self.watermark, delta.occurred_at)
         return True
 
+    def forget_spend(self, before: int, completed: Callable[[int | None], int]) -> None:
+        """Forget the ids of spend that occurred before ``before`` (seconds) and was applied
+        at or below ``completed(partition)``, the highest offset of the partition whose
+        outputs the broker has: a redelivery of such an event need not send them again."""
+        self.spend_event_ids = {
+            event_id: applied
+            for event_id, applied in self.spend_event_ids.items()
+            if applied.occurred_at >= before or applied.offset > completed(applied.partition)
+        }
+
     def to_json(self) -> dict[str, Any]:
         return {
             "channel": self.channel,
             "buckets": {str(day): bucket.to_json() for day, bucket in self.buckets.items()},
             "applied": {stream: list(pos) for stream, pos in self.applied.items()},
             "watermark": self.watermark,
-            "spend_event_ids": self.spend_event_ids,
+            "spend_event_ids": {
+                event_id: list(applied) for event_id, applied in self.spend_event_ids.items()
+            },
             "cohorts": {str(month): cohort.to_json() for month, cohort in self.cohorts.items()},
         }
 
@@ -247,6 +277,9 @@ class ChannelRecord:
             buckets={int(day): Bucket.from_json(v) for day, v in data["buckets"].items()},
             applied={stream: (pos[0], pos[1]) for stream, pos in data["applied"].items()},
             watermark=data["watermark"],
-            spend_event_ids=dict(data["spend_event_ids"]),
+            spend_event_ids={
+                event_id: _applied_spend(stored, data["watermark"])
+                for event_id, stored in data["spend_event_ids"].items()
+            },
             cohorts=_cohorts_from_json(data.get("cohorts", {})),
         )

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 from schemas.events import AdSpend
-from stream.domain.channel import ChannelDelta, ChannelRecord, Source
+from stream.domain.channel import AppliedSpend, ChannelDelta, ChannelRecord, Source
 from stream.domain.fx import FxRates, Unconvertible
 from stream.domain.money import split_evenly
 from stream.domain.outcome import APPLIED, DUPLICATE, REDELIVERED, Outcome, spend_deltas
@@ -17,7 +20,30 @@ def spread_over_days(event: AdSpend, cents: int) -> dict[int, int]:
     return {first + i: part for i, part in enumerate(split_evenly(cents, days))}
 
 
-def handle_ad_spend(record: ChannelRecord, event: AdSpend, source: Source, fx: FxRates) -> Outcome:
+@dataclass(frozen=True)
+class SpendMemory:
+    """How long a channel keeps the id of each spend it applied, for de-duplication.
+
+    The caller rejects spend older than its watermark less ``lateness_seconds`` as too
+    late before its id is looked at, against a watermark at least the record's: the id
+    of such spend is never needed again for that, and is forgotten once the event that
+    applied it is at or below ``completed`` (source stream -> highest offset of a batch
+    whose outputs the broker has), for a redelivery of it must send its deltas again
+    only if they might not have reached the broker. Without this the channel's record,
+    rewritten by every batch that changes it, would grow with every spend ever applied.
+    """
+
+    lateness_seconds: int
+    completed: Mapping[str, int]
+
+
+def handle_ad_spend(
+    record: ChannelRecord,
+    event: AdSpend,
+    source: Source,
+    fx: FxRates,
+    memory: SpendMemory | None = None,
+) -> Outcome:
     """Apply spend, converted at the rate of its ``occurred_at`` day, to the channel's own
     record; the returned deltas carry it to ``all`` and ``paid``.
 
@@ -25,7 +51,8 @@ def handle_ad_spend(record: ChannelRecord, event: AdSpend, source: Source, fx: F
     conversion; the one that applied it converts again for the deltas it sends.
     """
     if record.seen(source):
-        if record.spend_event_ids.get(event.event_id) != source.offset:
+        applied = record.spend_event_ids.get(event.event_id)
+        if applied is None or applied.offset != source.offset:
             return Outcome(REDELIVERED)  # not the event that applied this spend
         deltas = _deltas(event, source, fx)
         return Outcome(REDELIVERED, [] if isinstance(deltas, Unconvertible) else deltas[1:])
@@ -37,7 +64,16 @@ def handle_ad_spend(record: ChannelRecord, event: AdSpend, source: Source, fx: F
         return Outcome.rejected(deltas.reason, deltas.detail)
     own, *others = deltas
     record.apply(own)
-    record.spend_event_ids[event.event_id] = source.offset
+    at = epoch_seconds(event.occurred_at)
+    record.spend_event_ids[event.event_id] = AppliedSpend(source.offset, at, source.partition)
+    if memory is not None:
+        completed = memory.completed
+
+        def completed_offset(partition: int | None) -> int:
+            stream = Source(source.topic, source.partition if partition is None else partition, 0)
+            return completed.get(stream.stream, -1)
+
+        record.forget_spend(record.watermark - memory.lateness_seconds, completed_offset)
     return Outcome(APPLIED, others)
 
 
