@@ -124,9 +124,14 @@ def register_agent(
 
 def note_completed(completed: dict[str, int], events: list[Any]) -> None:
     """The broker has the records and outputs of ``events``: note their source offsets."""
+    highest: dict[tuple[str, int], int] = {}  # a batch holds a few partitions, many events
     for event in events:
-        stream = source_of(event.message).stream
-        completed[stream] = max(completed.get(stream, -1), event.message.offset)
+        message = event.message
+        topic_partition = (message.topic, message.partition)
+        highest[topic_partition] = max(highest.get(topic_partition, -1), message.offset)
+    for (topic, partition), offset in highest.items():
+        stream = Source(topic, partition, offset).stream
+        completed[stream] = max(completed.get(stream, -1), offset)
 
 
 async def handle_batch(
