@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import Iterable, Iterator
@@ -492,6 +493,8 @@ class ServiceWorker(Worker):
         a larger young generation lets a batch's objects die before they are promoted."""
         gc.freeze()
         gc.set_threshold(YOUNG_GENERATION_OBJECTS, *gc.get_threshold()[1:])
+        loop = type(asyncio.get_running_loop())
+        log.info("worker started event_loop=%s.%s", loop.__module__, loop.__qualname__)
         await super().on_startup_finished()
 
 

@@ -83,6 +83,11 @@ def run_worker(settings: Settings) -> None:
                 loop.remove_signal_handler(signum)
         return None
 
+    if settings.event_loop == "uvloop":
+        # Before anything asks for a loop: mode keeps the first loop a thread asks for
+        # (mode/utils/loops.py), and creating the app asks, so a policy set after it
+        # would leave the worker on Python's own loop.
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     try:
         fx_file = read_rates_file(settings)
     except RatesFileError as error:
@@ -105,9 +110,6 @@ def run_worker(settings: Settings) -> None:
             watch.worker_stopping()
             await super().on_stop()
 
-    if settings.event_loop == "uvloop":
-        # The worker's loop is created after this; the steps above ran in their own.
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     worker = _Worker(runtime.app, watch, loglevel=settings.log_level.upper(), quiet=True)
     worker.execute_from_commandline()
 
