@@ -7,6 +7,7 @@ enough to ignore redelivered ones.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -79,6 +80,7 @@ def last_orders_key(model: str) -> str:
     return f"last_orders:{model}"
 
 
+@functools.cache  # asked for every model of every change of a customer
 def customer_keys(model: str) -> tuple[str, ...]:
     """The counters a customer puts in a channel's days under ``model``."""
     return (customers_key(model), profit_key(model), orders_key(model), last_orders_key(model))

@@ -54,9 +54,6 @@ from stream.domain.channel import (
     campaign_customers_key,
     customer_keys,
     customers_key,
-    last_orders_key,
-    orders_key,
-    profit_key,
     referred_key,
 )
 from stream.domain.cohort import month_of, month_profit_key, profit_by_month
@@ -408,37 +405,73 @@ def _outputs(
     record: CustomerRecord, version: int, source: Source
 ) -> tuple[list[ChannelDelta], list[Message]]:
     """The deltas and the referrers' messages of the input that made ``version``."""
-    before = _referral_state(record, version - 1)
-    after = _referral_state(record, version)
-    messages = referral_messages(record.customer_id, before, after, source)
-    return _deltas(record, version, source), messages
+    before, after = _at_version(record, version - 1), _at_version(record, version)
+    messages = referral_messages(
+        record.customer_id, _referral_state(before), _referral_state(after), source
+    )
+    return _deltas_between(record, before, after, source), messages
+
+
+@dataclass(frozen=True)
+class _AtVersion:
+    """The record's inputs up to ``version``, looked up once for all that follows."""
+
+    version: int
+    orders: list[Order]
+    refunds: list[RefundEntry]
+    first: Order | None  # the acquisition
+    attribution: Attribution | None
+
+
+def _at_version(record: CustomerRecord, version: int) -> _AtVersion:
+    orders = [(oid, o) for oid, o in record.order_book.items() if o.version <= version]
+    first = _first_order(orders)
+    return _AtVersion(
+        version,
+        [order for _, order in orders],
+        [r for r in record.refund_book.values() if r.version <= version],
+        None if first is None else record.order_book[first],
+        _attribution_at(record, version),
+    )
 
 
 def _attribution_at(record: CustomerRecord, version: int) -> Attribution | None:
     return next((a for a in reversed(record.attributions) if a.version <= version), None)
 
 
-def _referral_state(record: CustomerRecord, version: int) -> ReferralState:
-    """(referrer, acquisition day) at ``version``, or None when nobody referred it."""
-    attribution = _attribution_at(record, version)
-    first = _first_order((oid, o) for oid, o in record.order_book.items() if o.version <= version)
-    if attribution is None or attribution.referrer is None or first is None:
+def _referral_state(at: _AtVersion) -> ReferralState:
+    """(referrer, acquisition day), or None when nobody referred the customer."""
+    if at.attribution is None or at.attribution.referrer is None or at.first is None:
         return None
-    return attribution.referrer, day_of(record.order_book[first].at)
+    return at.attribution.referrer, day_of(at.first.at)
 
 
 def _deltas(record: CustomerRecord, version: int, source: Source) -> list[ChannelDelta]:
     """What the input that made ``version`` changed in the channels."""
-    totals_after, totals_before = _day_totals(record, version), _day_totals(record, version - 1)
-    days = _changed_days(record, version, totals_before[0], totals_after[0])
-    after = _contribution(record, version, totals_after, days)
-    before = _contribution(record, version - 1, totals_before, days)
-    latest = _latest_input_at(record, version)
-    cohorts_after, cohorts_before = _cohorts(record, version), _cohorts(record, version - 1)
+    before, after = _at_version(record, version - 1), _at_version(record, version)
+    return _deltas_between(record, before, after, source)
+
+
+def _deltas_between(
+    record: CustomerRecord, before: _AtVersion, after: _AtVersion, source: Source
+) -> list[ChannelDelta]:
+    totals_before, totals_after = _day_totals(before), _day_totals(after)
+    days = _changed_days(record, before, after, totals_before, totals_after)
+    contribution_after = _contribution(record, after, totals_after, days)
+    contribution_before = _contribution(record, before, totals_before, days)
+    latest = _latest_input_at(after)
+    cohorts_after, cohorts_before = _cohorts(after), _cohorts(before)
     deltas = []
-    channels = after.keys() | before.keys() | cohorts_after.keys() | cohorts_before.keys()
+    channels = (
+        contribution_after.keys()
+        | contribution_before.keys()
+        | cohorts_after.keys()
+        | cohorts_before.keys()
+    )
     for channel in sorted(channels):
-        change = _difference(before.get(channel, {}), after.get(channel, {}))
+        change = _difference(
+            contribution_before.get(channel, {}), contribution_after.get(channel, {})
+        )
         cohorts = _difference(cohorts_before.get(channel, {}), cohorts_after.get(channel, {}))
         if change or cohorts:
             deltas.append(ChannelDelta(channel, source, latest, change, cohorts))
@@ -449,9 +482,9 @@ def _difference(old: dict[int, Bucket], new: dict[int, Bucket]) -> dict[int, Buc
     """new - old by key (day or month), without the keys that did not change."""
     change = {}
     for key in sorted(old.keys() | new.keys()):
-        bucket = Bucket()
-        bucket.add(new.get(key, Bucket()))
-        bucket.add(old.get(key, Bucket()), sign=-1)
+        bucket = Bucket(dict(new[key].counts)) if key in new else Bucket()
+        if key in old:
+            bucket.add(old[key], sign=-1)
         if bucket:
             change[key] = bucket
     return change
@@ -464,124 +497,112 @@ def channel_shares(weights: Weights) -> list[tuple[str, int]]:
     return [*weights.items(), (ALL_CHANNELS, WEIGHT_SCALE), (PAID_CHANNELS, paid)]
 
 
-def _day_totals(record: CustomerRecord, version: int) -> tuple[DayTotals, str | None]:
-    """The customer's inputs up to ``version`` by day: [customers acquired, gross profit
-    cents, orders, customers whose last order], and its first order."""
-    orders = [(oid, o) for oid, o in record.order_book.items() if o.version <= version]
+def _day_totals(at: _AtVersion) -> DayTotals:
+    """The customer's inputs by day: [customers acquired, gross profit cents, orders,
+    customers whose last order]."""
     days: DayTotals = {}
-    first = _first_order(orders)
-    if first is None:
-        return days, None
-    for _, order in orders:
+    if at.first is None:
+        return days
+    for order in at.orders:
         totals = days.setdefault(day_of(order.at), [0, 0, 0, 0])
         totals[1] += order.profit_cents
         totals[2] += 1
-    for refund in record.refund_book.values():
-        if refund.version <= version:
-            days.setdefault(day_of(refund.at), [0, 0, 0, 0])[1] -= refund.profit_cents
-    days.setdefault(day_of(record.order_book[first].at), [0, 0, 0, 0])[0] += 1
-    days[day_of(max(order.at for _, order in orders))][3] += 1
-    return days, first
+    for refund in at.refunds:
+        days.setdefault(day_of(refund.at), [0, 0, 0, 0])[1] -= refund.profit_cents
+    days.setdefault(day_of(at.first.at), [0, 0, 0, 0])[0] += 1
+    days[day_of(max(order.at for order in at.orders))][3] += 1
+    return days
 
 
 def _changed_days(
-    record: CustomerRecord, version: int, before: DayTotals, after: DayTotals
+    record: CustomerRecord,
+    before: _AtVersion,
+    after: _AtVersion,
+    totals_before: DayTotals,
+    totals_after: DayTotals,
 ) -> set[int] | None:
-    """The days whose buckets the input that made ``version`` can have changed, or None
+    """The days whose buckets the input that made ``after`` can have changed, or None
     when it may have changed any (it changed the attribution). A customer's buckets on a
     day follow from that day's totals, its weights and its referral days only, so the
     deltas need the contribution on these days alone: a repeat purchase costs a few
     days' buckets instead of the customer's whole history in every model and channel."""
-    if _attribution_at(record, version) is not _attribution_at(record, version - 1):
+    if after.attribution is not before.attribution:
         return None
-    days = {day for day in before.keys() | after.keys() if before.get(day) != after.get(day)}
-    for referral_version in (version - 1, version):
-        if (day := record.referrals.latest_day(referral_version)) is not None:
+    days = {
+        day
+        for day in totals_before.keys() | totals_after.keys()
+        if totals_before.get(day) != totals_after.get(day)
+    }
+    for at in (before, after):
+        if (day := record.referrals.latest_day(at.version)) is not None:
             days.add(day)
     return days
 
 
 def _contribution(
-    record: CustomerRecord,
-    version: int,
-    totals: tuple[DayTotals, str | None],
-    only_days: set[int] | None = None,
+    record: CustomerRecord, at: _AtVersion, totals: DayTotals, only_days: set[int] | None
 ) -> Contribution:
-    """The weighted buckets this customer puts in each channel at ``version`` (on
-    ``only_days``, or on every day). ``totals``: ``_day_totals`` at ``version``."""
-    attribution = _attribution_at(record, version)
-    model_weights = None if attribution is None else attribution.weights
-    days, first = totals
-    if model_weights is None or first is None:
-        return _with_referrals(record, version, {}, only_days)
+    """The weighted buckets this customer puts in each channel (on ``only_days``, or on
+    every day). ``totals``: ``_day_totals`` of ``at``."""
+    attribution = at.attribution
+    if attribution is None or at.first is None:
+        return _with_referrals(record, at, {}, only_days)
+    days = totals
     if only_days is not None:
         days = {day: totals for day, totals in days.items() if day in only_days}
     contribution: Contribution = {}
-    for model, weights in model_weights.items():
+    for model, weights in attribution.weights.items():
+        keys = customer_keys(model)
         for channel, weight in channel_shares(weights):
             if not weight:
                 continue
             buckets = contribution.setdefault(channel, {})
-            for day, (customers, profit, order_count, last) in days.items():
+            for day, values in days.items():
                 counts = buckets.setdefault(day, Bucket()).counts
-                for key, value in (
-                    (customers_key(model), customers),
-                    (profit_key(model), profit),
-                    (orders_key(model), order_count),
-                    (last_orders_key(model), last),
-                ):
+                for key, value in zip(keys, values, strict=True):
                     if value:
                         counts[key] = value * weight
-    acquired_on = day_of(record.order_book[first].at)
+    acquired_on = day_of(at.first.at)
     if only_days is None or acquired_on in only_days:
-        for channel, campaigns in (attribution.campaigns if attribution else {}).items():
+        for channel, campaigns in attribution.campaigns.items():
             counts = contribution.setdefault(channel, {}).setdefault(acquired_on, Bucket()).counts
             for campaign, weight in campaigns.items():
                 counts[campaign_customers_key(campaign)] = weight
-    return _with_referrals(record, version, contribution, only_days)
+    return _with_referrals(record, at, contribution, only_days)
 
 
-def _latest_input_at(record: CustomerRecord, version: int) -> int:
-    """The latest event time among the inputs up to ``version``: the deltas' time, for
-    the channels' watermarks."""
-    return max(
-        [o.at for o in record.order_book.values() if o.version <= version]
-        + [r.at for r in record.refund_book.values() if r.version <= version],
-        default=0,
-    )
+def _latest_input_at(at: _AtVersion) -> int:
+    """The latest event time among the inputs: the deltas' time, for the channels'
+    watermarks."""
+    return max([o.at for o in at.orders] + [r.at for r in at.refunds], default=0)
 
 
-def _cohorts(record: CustomerRecord, version: int) -> Contribution:
-    """The weighted cohort counters this customer puts in each channel at ``version``:
-    one bucket, at its acquisition month, with the customer and the gross profit by
-    month since acquisition (``stream.domain.cohort``)."""
-    attribution = _attribution_at(record, version)
-    orders = [(oid, o) for oid, o in record.order_book.items() if o.version <= version]
-    first = _first_order(orders)
-    if attribution is None or first is None:
+def _cohorts(at: _AtVersion) -> Contribution:
+    """The weighted cohort counters this customer puts in each channel: one bucket, at
+    its acquisition month, with the customer and the gross profit by month since
+    acquisition (``stream.domain.cohort``)."""
+    if at.attribution is None or at.first is None:
         return {}
-    model_weights = attribution.weights
-    acquired_at = record.order_book[first].at
-    amounts = [(o.at, o.profit_cents) for _, o in orders]
-    amounts += [
-        (r.at, -r.profit_cents) for r in record.refund_book.values() if r.version <= version
-    ]
-    profit = profit_by_month(acquired_at, amounts)
-    month = month_of(acquired_at)
+    amounts = [(o.at, o.profit_cents) for o in at.orders]
+    amounts += [(r.at, -r.profit_cents) for r in at.refunds]
+    profit = profit_by_month(at.first.at, amounts)
+    month = month_of(at.first.at)
     cohorts: Contribution = {}
-    for model, weights in model_weights.items():
+    for model, weights in at.attribution.weights.items():
+        customers = customers_key(model)
+        profit_keys = [(month_profit_key(model, since), cents) for since, cents in profit.items()]
         for channel, weight in channel_shares(weights):
             if not weight:
                 continue
             counts = cohorts.setdefault(channel, {}).setdefault(month, Bucket()).counts
-            counts[customers_key(model)] = weight
-            for since, cents in profit.items():
-                counts[month_profit_key(model, since)] = cents * weight
+            counts[customers] = weight
+            for key, cents in profit_keys:
+                counts[key] = cents * weight
     return cohorts
 
 
 def _with_referrals(
-    record: CustomerRecord, version: int, contribution: Contribution, only_days: set[int] | None
+    record: CustomerRecord, at: _AtVersion, contribution: Contribution, only_days: set[int] | None
 ) -> Contribution:
     """``contribution`` and, in ``all``, what the referral figures need: the ``referral``
     channel's weighted counters as ``referred_{counter}``, ``referred`` on the acquisition
@@ -593,9 +614,9 @@ def _with_referrals(
             for key in customer_keys(model):
                 if value := bucket.get(key):
                     extra.setdefault(day, {})[referred_key(key)] = value
-    if (state := _referral_state(record, version)) is not None:
+    if (state := _referral_state(at)) is not None:
         extra.setdefault(state[1], {})[REFERRED] = 1
-    if (latest_referral := record.referrals.latest_day(version)) is not None:
+    if (latest_referral := record.referrals.latest_day(at.version)) is not None:
         extra.setdefault(latest_referral, {})[REFERRERS] = 1
     if only_days is not None:
         extra = {day: counts for day, counts in extra.items() if day in only_days}
