@@ -99,3 +99,76 @@ async def test_random_sigkills_change_no_number(
         await wait_for_truth(deployment, expected, truth, timeout=600)
     finally:
         await asyncio.to_thread(deployment.cleanup)
+
+
+SPEND_CHANNEL = "search"
+SPEND_EVENTS = 4_000
+SPEND_EVERY = dt.timedelta(minutes=20)  # 4,000 of them span 55 days
+
+
+def spend_history(rng: random.Random) -> list[Message]:
+    """One channel's spend in time order, one partition: read in order, none is late."""
+    history = []
+    for number in range(SPEND_EVENTS):
+        at = (START + number * SPEND_EVERY).isoformat().replace("+00:00", "Z")
+        amount = f"{rng.randint(100, 50_000) / 100:.2f}"
+        body = {
+            "type": "ad_spend",
+            "event_id": f"spend-{number}",
+            "occurred_at": at,
+            "schema_version": 1,
+            "channel": SPEND_CHANNEL,
+            "amount": amount,
+            "currency": "USD",
+            "category": "media",
+            "period_start": at[:10],
+            "period_end": at[:10],
+        }
+        history.append(("ad-spend", SPEND_CHANNEL, body))
+    return history
+
+
+async def test_sigkills_count_spend_once_after_its_id_is_forgotten(
+    stack: StackEndpoints, tmp_path: Path
+) -> None:
+    """With a lateness of a day, a channel forgets the ids of its spend as the history
+    goes by (``stream.domain.spend``). After each kill the worker reads again from its
+    last commit: spend it still remembers is redelivered, spend it forgot is too late,
+    and its batch's deltas to ``all`` and ``paid`` reached the broker before the id was
+    forgotten. Spend, in the channel and in both totals, is counted exactly once."""
+    rng = random.Random(3)
+    history = spend_history(rng)
+    messages = with_duplicates(history, rng)
+    total = sum(float(body["amount"]) for _, _, body in history)
+    deployment = Deployment(
+        stack, tmp_path, extra_env={"LTVCAC_ALLOWED_LATENESS_SECONDS": str(DAY)}
+    )
+    await asyncio.to_thread(deployment.worker.start)
+    try:
+        await deployment.publish([(topic, key, encode(event)) for topic, key, event in messages])
+        await kill_at_random_moments(deployment, rng, len(messages))
+
+        def spend() -> dict[str, float]:
+            return {
+                dict(labels)["channel"]: value
+                for labels, value in deployment.gauges("ltvcac_spend").items()
+                if dict(labels)["window"] == "lifetime"
+            }
+
+        expected = {channel: total for channel in (SPEND_CHANNEL, "all", "paid")}
+        await wait_until(
+            lambda: (
+                deployment.sources_handled() >= len(messages)
+                and spend() == pytest.approx(expected, rel=1e-12)
+            ),
+            what=f"lifetime spend of {total:.2f} in {sorted(expected)}",
+            found=lambda: str(spend()),
+        )
+        reasons = {  # of the last start only, as every counter
+            dict(labels)["reason"]
+            for labels, value in deployment.gauges("ltvcac_dead_letters_total").items()
+            if value
+        }
+        assert reasons <= {"too_late"}  # forgotten spend read again, nothing else
+    finally:
+        await asyncio.to_thread(deployment.cleanup)
