@@ -455,6 +455,7 @@ def _deltas(record: CustomerRecord, version: int, source: Source) -> list[Channe
 def _deltas_between(
     record: CustomerRecord, before: _AtVersion, after: _AtVersion, source: Source
 ) -> list[ChannelDelta]:
+    """What the input that made ``after`` from ``before`` changed in the channels."""
     totals_before, totals_after = _day_totals(before), _day_totals(after)
     days = _changed_days(record, before, after, totals_before, totals_after)
     contribution_after = _contribution(record, after, totals_after, days)
