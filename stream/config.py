@@ -64,6 +64,13 @@ class Settings(BaseSettings):
         le=30_000,
         description="Longest wait of the worker's fetches when no records are ready, in ms.",
     )
+    batch_window_seconds: float = Field(
+        0.01,
+        gt=0,
+        le=1.0,
+        description="How long an agent waits for more events before it handles a batch;"
+        " longer makes larger batches: more throughput, more latency per stage.",
+    )
     bulk_recovery_seconds: float = Field(
         45.0,
         ge=0,

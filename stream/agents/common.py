@@ -26,12 +26,9 @@ Handler = Callable[["Runtime", Any], Awaitable[None]]
 R = TypeVar("R")
 
 
-# A batch ends when it holds this many events or this long after the previous one ended.
-# Faust waits the whole window after every batch, whatever is already queued, and a new
-# customer's events cross four batches: at 2,000 events/s 0.05 s here cost a third of
-# its publish-to-gauge latency. Events queued while a batch is handled fill the next one.
+# A batch ends when it holds this many events or ``batch_window_seconds`` after the
+# previous one ended (README, Settings: what the window trades).
 BATCH_MAX_EVENTS = 500
-BATCH_WITHIN_SECONDS = 0.01
 
 
 class Records(Generic[R]):
@@ -111,7 +108,8 @@ def register_agent(
 
     @runtime.app.agent(runtime.topics[topic], name=name, concurrency=1)
     async def agent(stream: Any) -> None:
-        async for events in stream.take_events(BATCH_MAX_EVENTS, BATCH_WITHIN_SECONDS):
+        window = runtime.settings.batch_window_seconds
+        async for events in stream.take_events(BATCH_MAX_EVENTS, window):
             try:
                 await handle_batch(runtime, events, handle, records())
             except DeliveryFailed as error:

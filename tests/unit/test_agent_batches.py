@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from aiokafka.errors import KafkaTimeoutError
 from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
 
 from stream.agents import channels as channel_agent
 from stream.agents.common import (
@@ -24,6 +25,8 @@ from stream.agents.common import (
     publish,
     send_deltas,
 )
+from stream.app import create_runtime
+from stream.config import Settings
 from stream.delivery import delivered
 from stream.domain.channel import Bucket, ChannelDelta, ChannelRecord, Source
 from stream.domain.outcome import APPLIED, Message, Outcome
@@ -317,3 +320,33 @@ async def test_delivered_waits_for_every_acknowledgement_and_names_a_failure() -
         "1 of 3 messages (outputs of a batch) not delivered: TimeoutError('no answer')"
     )
     await delivered([], "nothing")  # nothing to wait for
+
+
+class BatchRequests:
+    """Stands in for an agent's stream: notes each ``take_events`` call, yields nothing."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, float]] = []
+
+    async def take_events(self, max_events: int, within: float) -> Any:
+        self.calls.append((max_events, within))
+        for batch in ():  # an async generator that ends at once
+            yield batch
+
+
+@pytest.mark.parametrize("window", [0.01, 0.25])
+async def test_table_agents_batch_within_the_configured_window(window: float) -> None:
+    runtime = create_runtime(Settings(batch_window_seconds=window), {})
+    for name in ("customers", "visitors", "channels"):
+        stream = BatchRequests()
+        await runtime.app.agents[name].fun(stream)
+        assert stream.calls == [(500, window)]
+
+
+@pytest.mark.parametrize("window", ["0", "-1", "1.5", "soon"])
+def test_a_batch_window_outside_0_to_1_second_is_refused(
+    window: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LTVCAC_BATCH_WINDOW_SECONDS", window)
+    with pytest.raises(ValidationError, match="batch_window_seconds"):
+        Settings()
