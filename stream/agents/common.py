@@ -13,7 +13,7 @@ from schemas.topics import DEAD_LETTERS
 from stream.current_event import current_event
 from stream.delivery import delivered
 from stream.domain import lateness
-from stream.domain.channel import ChannelDelta, Source
+from stream.domain.channel import ChannelDelta, Source, stream_of
 from stream.domain.ingest import Rejection, dead_letter, dead_letter_key
 from stream.domain.outcome import REJECTED, Message, Outcome
 from stream.errors import DeliveryFailed
@@ -128,7 +128,7 @@ def note_completed(completed: dict[str, int], events: list[Any]) -> None:
         topic_partition = (message.topic, message.partition)
         highest[topic_partition] = max(highest.get(topic_partition, -1), message.offset)
     for (topic, partition), offset in highest.items():
-        stream = Source(topic, partition, offset).stream
+        stream = stream_of(topic, partition)
         completed[stream] = max(completed.get(stream, -1), offset)
 
 

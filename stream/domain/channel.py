@@ -16,6 +16,11 @@ ALL_CHANNELS = "all"  # blended: every channel
 PAID_CHANNELS = "paid"  # every channel but direct
 
 
+def stream_of(topic: str, partition: int) -> str:
+    """The name of a source partition in records: ``topic:partition``."""
+    return f"{topic}:{partition}"
+
+
 @dataclass(frozen=True)
 class Source:
     """Where a change came from; ``seq`` orders several outputs of one source event."""
@@ -27,7 +32,7 @@ class Source:
 
     @property
     def stream(self) -> str:
-        return f"{self.topic}:{self.partition}"
+        return stream_of(self.topic, self.partition)
 
     @property
     def position(self) -> tuple[int, int]:

@@ -6,7 +6,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from schemas.events import AdSpend
-from stream.domain.channel import AppliedSpend, ChannelDelta, ChannelRecord, Source
+from stream.domain.channel import (
+    AppliedSpend,
+    ChannelDelta,
+    ChannelRecord,
+    Source,
+    stream_of,
+)
 from stream.domain.fx import FxRates, Unconvertible
 from stream.domain.money import split_evenly
 from stream.domain.outcome import APPLIED, DUPLICATE, REDELIVERED, Outcome, spend_deltas
@@ -67,11 +73,10 @@ def handle_ad_spend(
     at = epoch_seconds(event.occurred_at)
     record.spend_event_ids[event.event_id] = AppliedSpend(source.offset, at, source.partition)
     if memory is not None:
-        completed = memory.completed
 
-        def completed_offset(partition: int | None) -> int:
-            stream = Source(source.topic, source.partition if partition is None else partition, 0)
-            return completed.get(stream.stream, -1)
+        def completed_offset(partition: int | None) -> int:  # None: the event's own
+            stream = stream_of(source.topic, source.partition if partition is None else partition)
+            return memory.completed.get(stream, -1)
 
         record.forget_spend(record.watermark - memory.lateness_seconds, completed_offset)
     return Outcome(APPLIED, others)
