@@ -31,7 +31,14 @@ from typing import Any
 from bench import latency, scaling, state
 from bench import report as reporting
 from bench.baselines import consume_raw, run_bare_faust
-from bench.common import RESULTS_DIR, BenchError, Section, StageResult, run_async
+from bench.common import (
+    RESULTS_DIR,
+    BenchError,
+    Section,
+    StageResult,
+    run_async,
+    worker_event_loop,
+)
 from bench.pipeline import PipelineOptions, run_pipeline
 from bench.workload import DAY, Workload, generate, publish
 from stream.config import Settings
@@ -244,6 +251,7 @@ def _throughput(
             consume_raw(endpoints.kafka_bootstrap, published.topics(), events),
             args.timeout,
             "raw consumer reading all messages",
+            worker_event_loop(),
         ),
     )
     log.info("bare Faust agent")
@@ -256,6 +264,7 @@ def _throughput(
             events,
             workdir,
             args.timeout,
+            worker_event_loop(),
         ),
     )
     log.info("ltvcac worker")
@@ -328,6 +337,7 @@ def _config(
         "allowed_lateness_seconds": args.allowed_lateness,
         "broker": "embedded tansu (memory storage)",
         "redis": "external" if external else "embedded",
+        "event_loop": worker_event_loop(),  # of the workers and both baselines
     }
 
 

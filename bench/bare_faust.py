@@ -8,6 +8,7 @@ like a real worker. When the N-th message arrives it writes the timings as JSON 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import signal
@@ -16,6 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import faust
+import uvloop
+
+from bench.common import running_loop_name
 
 
 class Counter:
@@ -38,7 +42,12 @@ class Counter:
 
     def _finish(self) -> None:
         seconds = time.monotonic() - self.first_mono
-        result = {"events": self.count, "seconds": seconds, "first_at": self.first_at}
+        result = {
+            "events": self.count,
+            "seconds": seconds,
+            "first_at": self.first_at,
+            "event_loop": running_loop_name(),
+        }
         # Write then rename, so the parent never reads half a file.
         partial = self.result_path.with_suffix(".partial")
         partial.write_text(json.dumps(result))
@@ -82,11 +91,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--app-id", required=True)
     parser.add_argument("--result", type=Path, required=True)
     parser.add_argument("--session-timeout", type=float, default=10.0)
+    parser.add_argument(
+        "--event-loop", choices=("uvloop", "asyncio"), default="uvloop", help="as the worker's"
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.event_loop == "uvloop":
+        # Before the app exists: mode keeps the first loop a thread asks for.
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     app = build_app(args, Counter(args.events, args.result))
     faust.Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()
 

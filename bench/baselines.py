@@ -20,7 +20,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-from bench.common import REPO_ROOT, BenchError, StageResult, wait_for
+from bench.common import REPO_ROOT, BenchError, StageResult, running_loop_name, wait_for
 
 _EXIT_GRACE = 30.0  # seconds a finished bare worker gets to leave its group cleanly
 
@@ -49,7 +49,7 @@ async def consume_raw(bootstrap: str, topics: Sequence[str], events: int) -> Sta
         events,
         last - first,
         first_after=first - began,
-        details={"group_id": group},
+        details={"group_id": group, "event_loop": running_loop_name()},
     )
 
 
@@ -76,10 +76,11 @@ def run_bare_faust(
     events: int,
     workdir: Path,
     timeout: float,
+    event_loop: str,
     session_timeout: float = 10.0,
 ) -> StageResult:
-    """Run ``bench.bare_faust`` on ``topics`` in a child process until it has counted
-    ``events`` messages in all."""
+    """Run ``bench.bare_faust`` on ``topics`` in a child process, on ``event_loop``, until
+    it has counted ``events`` messages in all."""
     app_id = f"bench-bare-{uuid.uuid4().hex[:12]}"
     result_path = workdir / f"{app_id}.json"
     log_path = workdir / "bare-faust.log"
@@ -88,7 +89,7 @@ def run_bare_faust(
         *("--bootstrap", bootstrap, "--partitions", str(partitions)),
         *(option for topic in topics for option in ("--topic", topic)),
         *("--events", str(events), "--app-id", app_id, "--result", str(result_path)),
-        *("--session-timeout", str(session_timeout)),
+        *("--session-timeout", str(session_timeout), "--event-loop", event_loop),
     ]
     began_wall = time.time()
     with log_path.open("ab") as log:
@@ -111,7 +112,11 @@ def run_bare_faust(
         int(result["events"]),
         float(result["seconds"]),
         first_after=float(result["first_at"]) - began_wall,
-        details={"app_id": app_id, "exit_code": child.returncode},
+        details={
+            "app_id": app_id,
+            "exit_code": child.returncode,
+            "event_loop": result["event_loop"],
+        },
     )
 
 

@@ -10,6 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import uvloop
+
+from stream.config import Settings
+
 T = TypeVar("T")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -84,8 +88,25 @@ def wait_for(
         time.sleep(min(interval, max(0.0, deadline - now)))
 
 
-def run_async(work: Coroutine[Any, Any, T], timeout: float, what: str) -> T:
-    """Run ``work`` in a fresh event loop; BenchError naming ``what`` if it takes too long."""
+def worker_event_loop() -> str:
+    """The event loop the bench's ``ltvcac worker`` processes run on: ``LTVCAC_EVENT_LOOP``
+    (they inherit it), else the setting's default. The baselines run on the same loop, so
+    the ratios compare the work done, not the loops."""
+    default = Settings.model_fields["event_loop"].default
+    return os.environ.get("LTVCAC_EVENT_LOOP", default)
+
+
+def running_loop_name() -> str:
+    """``module.Class`` of the running event loop, as the worker logs its own."""
+    loop = asyncio.get_running_loop()
+    return f"{type(loop).__module__}.{type(loop).__qualname__}"
+
+
+def run_async(
+    work: Coroutine[Any, Any, T], timeout: float, what: str, event_loop: str = "asyncio"
+) -> T:
+    """Run ``work`` in a fresh event loop (``uvloop`` or ``asyncio``); BenchError naming
+    ``what`` if it takes too long."""
 
     async def bounded() -> T:
         try:
@@ -93,4 +114,6 @@ def run_async(work: Coroutine[Any, Any, T], timeout: float, what: str) -> T:
         except TimeoutError:
             raise BenchError(f"timed out after {timeout:.0f}s: {what}") from None
 
-    return asyncio.run(bounded())
+    loop_factory = uvloop.new_event_loop if event_loop == "uvloop" else None
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(bounded())

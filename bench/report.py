@@ -155,6 +155,7 @@ def summary_lines(report: Report) -> list[str]:
         f"customers={workload['customers']:,} visitors={workload['visitors']:,} "
         f"nproc={machine['nproc']} python={machine['python']} "
         f"faust={machine['faust-streaming']} aiokafka={machine['aiokafka']} redis={cfg['redis']}",
+        _loops_line(report),
         "mix: " + ", ".join(f"{kind} {n:,}" for kind, n in workload["by_type"].items()),
         "topics: " + ", ".join(f"{topic} {n:,}" for topic, n in workload["by_topic"].items()),
     ]
@@ -164,6 +165,16 @@ def summary_lines(report: Report) -> list[str]:
     if report.pipeline:
         lines.extend(drain_lines(report.pipeline, pipeline.events if pipeline else 0))
     return lines
+
+
+def _loops_line(report: Report) -> str:
+    """The loop each stage ran on: the baselines run on the workers' (LTVCAC_EVENT_LOOP)."""
+    ran_on = [
+        f"{stage.name.split(' (')[0]} {stage.details['event_loop']}"
+        for stage in report.stages
+        if "event_loop" in stage.details
+    ]
+    return f"event loop: workers {report.config['event_loop']}; " + ", ".join(ran_on)
 
 
 def _pipeline_line(stage: StageResult) -> str:
