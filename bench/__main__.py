@@ -1,7 +1,8 @@
 """``python -m bench``: publish a shop's event mix once, then time each way of reading it.
 
 Parts (``--only``): ``throughput`` reads the source topics, each stage in a fresh
-consumer group: raw aiokafka, a bare Faust agent, the full ltvcac worker.
+consumer group: raw aiokafka, a bare Faust agent, the full ltvcac worker, in turn, for
+``--rounds`` rounds; the table shows each stage's median round.
 ``scaling`` reads them with one and with two ltvcac workers of one app id. ``latency``
 publishes at fixed rates and times each probe from its publish to the gauge that shows
 it. ``state`` measures the tables' bytes per customer and their recovery from the
@@ -61,6 +62,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--partitions", type=int, default=4, help="partitions of every topic")
     parser.add_argument("--seed", type=int, default=1, help="seed of the workload generator")
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="rounds of the throughput part; a stage's median round is reported",
+    )
+    parser.add_argument(
         "--only",
         type=_parts,
         default=PARTS,
@@ -103,8 +110,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--keep-logs", action="store_true", help="keep broker/worker logs")
     args = parser.parse_args(argv)
-    if args.events < 10 or args.customers < 1 or args.partitions < 1:
-        parser.error("--events must be at least 10, --customers and --partitions at least 1")
+    if args.events < 10 or min(args.customers, args.partitions, args.rounds) < 1:
+        parser.error(
+            "--events must be at least 10, --customers, --partitions and --rounds at least 1"
+        )
     return args
 
 
@@ -242,39 +251,88 @@ def _throughput(
     workdir: Path,
     report: reporting.Report,
 ) -> tuple[StageResult, dict[str, Any]]:
-    """The raw consumer, the bare Faust agent and one ltvcac worker on every source topic."""
+    """The raw consumer, the bare Faust agent and one ltvcac worker on every source topic,
+    in turn for each round: one run of a stage varies by more than the ratios it is read
+    for, and taking them in turn gives drift on the host the same share of each."""
+    rounds: list[Round] = []
+    for number in range(1, args.rounds + 1):
+        log.info("throughput round %d of %d", number, args.rounds)
+        rounds.append(_round(published, endpoints, args, workdir))
+    raw, bare, pipeline = (median([r[stage] for r in rounds]) for stage in range(3))
+    for stage in (raw, bare, pipeline):
+        _record(report, stage)
+    drain = next(r[3] for r in rounds if r[2] is pipeline)
+    report.pipeline = drain
+    report.sections.append(_outcomes_section(published, pipeline, drain))
+    report.sections.append(_rounds_section(rounds))
+    return pipeline, drain
+
+
+# One throughput round: the raw consumer, the bare agent, the worker and its drain.
+Round = tuple[StageResult, StageResult, StageResult, dict[str, Any]]
+
+
+def _round(
+    published: Published, endpoints: StackEndpoints, args: argparse.Namespace, workdir: Path
+) -> Round:
     events = len(published.workload.messages)
     log.info("raw aiokafka consumer")
-    _record(
-        report,
-        run_async(
-            consume_raw(endpoints.kafka_bootstrap, published.topics(), events),
-            args.timeout,
-            "raw consumer reading all messages",
-            worker_event_loop(),
-        ),
+    raw = run_async(
+        consume_raw(endpoints.kafka_bootstrap, published.topics(), events),
+        args.timeout,
+        "raw consumer reading all messages",
+        worker_event_loop(),
     )
     log.info("bare Faust agent")
-    _record(
-        report,
-        run_bare_faust(
-            endpoints.kafka_bootstrap,
-            published.topics(),
-            args.partitions,
-            events,
-            workdir,
-            args.timeout,
-            worker_event_loop(),
-        ),
+    bare = run_bare_faust(
+        endpoints.kafka_bootstrap,
+        published.topics(),
+        args.partitions,
+        events,
+        workdir,
+        args.timeout,
+        worker_event_loop(),
     )
     log.info("ltvcac worker")
-    options = _pipeline_options(args)
     prefix = published.fresh_copy()
-    stage, drain = run_pipeline(endpoints, prefix, published.expected, workdir, options)
-    _record(report, stage)
-    report.pipeline = drain
-    report.sections.append(_outcomes_section(published, stage, drain))
-    return stage, drain
+    pipeline, drain = run_pipeline(
+        endpoints, prefix, published.expected, workdir, _pipeline_options(args)
+    )
+    for stage in (raw, bare, pipeline):
+        log.info("%s: %.0f events/s", stage.name, stage.rate)
+    return raw, bare, pipeline, drain
+
+
+def median(stages: list[StageResult]) -> StageResult:
+    """The stage of the median rate (of an even number, the lower of the middle two)."""
+    return sorted(stages, key=lambda stage: stage.rate)[(len(stages) - 1) // 2]
+
+
+def _rounds_section(rounds: list[Round]) -> Section:
+    """Every round's rates, and the worker's ratio to the bare agent of its own round."""
+    ratios = [pipeline.rate / bare.rate for _, bare, pipeline, _ in rounds]
+    rows = [
+        [str(number), *(f"{stage.rate:,.0f}" for stage in stages), f"{ratio:.2f}x"]
+        for number, ((*stages, _), ratio) in enumerate(zip(rounds, ratios, strict=True), 1)
+    ]
+    ordered = sorted(ratios)
+    return Section(
+        title="Throughput by round",
+        columns=["round", "raw aiokafka", "bare Faust agent", "ltvcac worker", "vs bare Faust"],
+        rows=rows,
+        notes=[
+            f"the table above shows each stage's median round; the worker's ratio to the"
+            f" bare agent of the same round is {ordered[(len(ordered) - 1) // 2]:.2f}x at the"
+            f" median, {ordered[0]:.2f}x to {ordered[-1]:.2f}x over {len(rounds)} rounds",
+        ],
+        data={
+            "events_per_second": [
+                {"raw": raw.rate, "bare_faust": bare.rate, "pipeline": pipeline.rate}
+                for raw, bare, pipeline, _ in rounds
+            ],
+            "pipeline_vs_bare": [round(ratio, 3) for ratio in ratios],
+        },
+    )
 
 
 def _outcomes_section(published: Published, stage: StageResult, drain: dict[str, Any]) -> Section:
