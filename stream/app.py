@@ -11,6 +11,7 @@ from typing import Any, cast
 
 import faust
 import orjson
+from aiokafka.errors import MessageSizeTooLargeError
 from faust import Worker
 from faust.exceptions import ConsumerNotStarted
 from faust.tables import GlobalTable, Table
@@ -38,6 +39,7 @@ from stream.domain.predictive import CURRENT_FIT, Fit, Horizon
 from stream.domain.spend import SpendMemory
 from stream.domain.timeline import day_of
 from stream.domain.visitor import VisitorRules
+from stream.errors import DeliveryFailed
 from stream.kafka_admin import INTERNAL_TOPICS
 from stream.metrics import (
     ChannelFiguresCollector,
@@ -99,14 +101,23 @@ class BatchWrites:
             value = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
         serializers = table.app.serializers
         producer: Any = table.app.producer
-        future = await producer._ensure_producer().send(
-            table.changelog_topic_name,
-            key=serializers.dumps_key(table.key_type, key, serializer=table.key_serializer),
-            value=serializers.dumps_value(
-                table.value_type, value, serializer=table.value_serializer
-            ),
-            partition=partition,
-        )
+        serializer = table.value_serializer
+        encoded = serializers.dumps_value(table.value_type, value, serializer=serializer)
+        try:
+            future = await producer._ensure_producer().send(
+                table.changelog_topic_name,
+                key=serializers.dumps_key(table.key_type, key, serializer=table.key_serializer),
+                value=encoded,
+                partition=partition,
+            )
+        except MessageSizeTooLargeError as error:
+            # Not input: the record grew too large to store (README, Sizing). Every restart
+            # would read the same events again, so say which record and what to change.
+            raise DeliveryFailed(
+                f"record {key!r} of table {table.name} is {len(encoded):,} bytes, more than"
+                f" LTVCAC_MAX_MESSAGE_BYTES={table.app.conf.producer_max_request_size:,}:"
+                " raise it, and the broker's message.max.bytes, to go on"
+            ) from error
         future.add_done_callback(self._on_sent)
         self._unsent.append(future)
         with in_partition(partition):
@@ -544,6 +555,7 @@ def create_runtime(settings: Settings, fx_file: RateBook) -> Runtime:
         # instead of hundreds of small socket writes.
         producer_linger=0.005,
         producer_max_batch_size=256 * 1024,
+        producer_max_request_size=settings.max_message_bytes,
         table_standby_replicas=0,
         TableManager=BulkRecoveryTableManager,
         topic_allow_declare=True,

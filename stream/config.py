@@ -78,6 +78,14 @@ class Settings(BaseSettings):
         description="Longest a table recovery reads changelogs in bulk before Faust's"
         " record-by-record recovery reads the rest; 0 leaves it all to Faust.",
     )
+    max_message_bytes: int = Field(
+        1_048_576,
+        ge=16_384,
+        le=64 * 1_048_576,
+        description="Largest message the worker sends, in bytes: a table record is one"
+        " message, so a record that outgrows it stops the worker; raise it together with"
+        " the broker's message.max.bytes.",
+    )
     event_loop: Literal["uvloop", "asyncio"] = Field(
         "uvloop", description="The worker's event loop: uvloop (faster) or Python's asyncio."
     )

@@ -115,9 +115,20 @@ def register_agent(
             except DeliveryFailed as error:
                 # Not input: the broker lost what the batch produced. Stop, unacknowledged.
                 log.critical("stopping the worker: %s", error)
+                keep_uncommitted(events)
                 await runtime.app.crash(error)
                 return
             note_completed(runtime.completed, events)
+
+
+def keep_uncommitted(events: list[Any]) -> None:
+    """Keep the offsets of ``events`` from ever being committed, so that a restart reads
+    them again. ``Stream.take_events`` acknowledges a batch's events once its body ends,
+    however it ended, and a stopping worker commits what was acknowledged; a message
+    already marked acknowledged is never counted as such (``Message.ack`` in
+    faust/types/tuples.py), so its offset stays below the committed one."""
+    for event in events:
+        event.message.acked = True
 
 
 def note_completed(completed: dict[str, int], events: list[Any]) -> None:
@@ -221,8 +232,8 @@ async def send_outputs(runtime: Runtime, batch: Records[Any]) -> None:
     await delivered(futures, "outputs of a batch")
 
 
-# A message of channel deltas holds at most about this many bytes of them (the broker's
-# default limit for a message is 1 MB).
+# A message of channel deltas holds at most about this many bytes of them, and at most a
+# quarter of LTVCAC_MAX_MESSAGE_BYTES (the broker's default limit for a message is 1 MB).
 DELTAS_MESSAGE_BYTES = 256 * 1024
 
 
@@ -238,8 +249,9 @@ async def send_deltas(runtime: Runtime, deltas: list[ChannelDelta]) -> list[Any]
     for delta in deltas:
         by_channel.setdefault(delta.channel, []).append(orjson.dumps(delta.to_json()))
     futures = []
+    limit = min(DELTAS_MESSAGE_BYTES, runtime.settings.max_message_bytes // 4)
     for channel, encoded in by_channel.items():
-        for chunk in _chunks(encoded, DELTAS_MESSAGE_BYTES):
+        for chunk in _chunks(encoded, limit):
             value = b'{"deltas":[' + b",".join(chunk) + b"]}"
             topic = runtime.topics["channel-deltas"]
             futures.append(await topic.send(key=channel.encode(), value=value))

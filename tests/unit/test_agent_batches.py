@@ -113,7 +113,7 @@ class FakeRuntime:
     timeline: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.settings = SimpleNamespace(topic_prefix="t.")
+        self.settings = SimpleNamespace(topic_prefix="t.", max_message_bytes=1_048_576)
         self.counters = PipelineCounters(self.registry)
         self.topics = {"channel-deltas": FakeTopic(self.timeline)}
 
@@ -279,6 +279,20 @@ async def test_what_a_batch_caused_leaves_only_once_the_broker_has_its_records()
         spend_delta("search", offset, 10).to_json()["source"] for offset in (7, 8)
     ]
     assert table.writes == [("a", {"key": "a", "count": 2}, 0)]
+
+
+async def test_deltas_are_split_below_a_quarter_of_a_smaller_message_limit() -> None:
+    runtime = FakeRuntime()
+    runtime.settings.max_message_bytes = 16_384
+    topic = FakeTopic()
+    runtime.topics = {"channel-deltas": topic}  # type: ignore[attr-defined]
+    deltas = [spend_delta("search", offset, offset) for offset in range(1_000)]
+
+    await send_deltas(runtime, deltas)  # type: ignore[arg-type]
+
+    assert all(len(value) <= 4_096 + len('{"deltas":[]}') for _, value in topic.sent)
+    received = [item for _, value in topic.sent for item in json.loads(value)["deltas"]]
+    assert [ChannelDelta.from_json(item) for item in received] == deltas
 
 
 async def test_a_refused_write_sends_nothing_and_stops_the_batch() -> None:

@@ -1,0 +1,84 @@
+"""A record that outgrows LTVCAC_MAX_MESSAGE_BYTES stops the worker with a message that
+names it; a restart with a larger limit goes on, and every event counts exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from stream.devstack import StackEndpoints
+from stream.worker_process import WorkerProcess
+from tests.integration.conftest import Deployment, encode, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+CHANNEL = "search"
+SMALLEST_LIMIT = 16_384  # the setting's minimum
+START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+def spend(number: int) -> bytes:
+    """One day's spend: the channel's record keeps a bucket and an id for each."""
+    day = (START + dt.timedelta(days=number)).date().isoformat()
+    return encode(
+        {
+            "type": "ad_spend",
+            "event_id": f"spend-{number}",
+            "occurred_at": f"{day}T12:00:00Z",
+            "schema_version": 1,
+            "channel": CHANNEL,
+            "amount": f"{number + 1}.25",
+            "currency": "USD",
+            "category": "media",
+            "period_start": day,
+            "period_end": day,
+        }
+    )
+
+
+async def test_a_record_over_the_message_limit_stops_the_worker_until_the_limit_is_raised(
+    stack: StackEndpoints, tmp_path: Path
+) -> None:
+    days = 300  # about 30 KB of record for the channel, more than the smallest limit
+    expected = sum(number + 1.25 for number in range(days))
+    lateness = {"LTVCAC_ALLOWED_LATENESS_SECONDS": str(days * 86_400)}
+    small = {**lateness, "LTVCAC_MAX_MESSAGE_BYTES": str(SMALLEST_LIMIT)}
+    deployment = Deployment(stack, tmp_path / "small", extra_env=small)
+    await asyncio.to_thread(deployment.worker.start)
+    try:
+        await deployment.publish([("ad-spend", CHANNEL, spend(n)) for n in range(days)])
+        await wait_until(
+            lambda: not deployment.worker.running,
+            what="the worker to stop at the record it cannot store",
+            found=deployment.worker.log_tail,
+        )
+        log = deployment.worker.log_tail(400)
+        assert f"record '{CHANNEL}' of table" in log
+        assert f"more than LTVCAC_MAX_MESSAGE_BYTES={SMALLEST_LIMIT:,}" in log
+
+        deployment.worker = WorkerProcess(
+            {**deployment.env, "LTVCAC_MAX_MESSAGE_BYTES": str(1_048_576)},
+            tmp_path / "raised.log",
+        )
+        await asyncio.to_thread(deployment.worker.start)
+
+        def lifetime_spend() -> dict[str, float]:
+            return {
+                dict(labels)["channel"]: value
+                for labels, value in deployment.gauges("ltvcac_spend").items()
+                if dict(labels)["window"] == "lifetime"
+            }
+
+        totals = {channel: expected for channel in (CHANNEL, "all", "paid")}
+        await wait_until(
+            lambda: lifetime_spend() == pytest.approx(totals, rel=1e-12),
+            what=f"lifetime spend of {expected:.2f} in {sorted(totals)}",
+            found=lambda: str(lifetime_spend()),
+        )
+        dead_letters = deployment.gauges("ltvcac_dead_letters_total")
+        assert not any(dead_letters.values())
+    finally:
+        await asyncio.to_thread(deployment.cleanup)
