@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     )
     max_message_bytes: int = Field(
         1_048_576,
-        ge=16_384,
+        ge=524_288,  # a dead letter takes up to about 350 KiB (stream.domain.ingest)
         le=64 * 1_048_576,
         description="Largest message the worker sends, in bytes: a table record is one"
         " message, so a record that outgrows it stops the worker; raise it together with"

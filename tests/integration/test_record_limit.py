@@ -16,18 +16,21 @@ from tests.integration.conftest import Deployment, encode, wait_until
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 CHANNEL = "search"
-SMALLEST_LIMIT = 16_384  # the setting's minimum
+SMALLEST_LIMIT = 524_288  # the setting's minimum
+SPEND_EVENTS = 4_000  # about 640 KB of record for the channel, mostly their ids
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
 def spend(number: int) -> bytes:
-    """One day's spend: the channel's record keeps a bucket and an id for each."""
-    day = (START + dt.timedelta(days=number)).date().isoformat()
+    """Spend every 20 minutes, under an id of 128 characters: the channel's record keeps
+    each id (while it is within the lateness) and a bucket for each day."""
+    at = START + dt.timedelta(minutes=20 * number)
+    day = at.date().isoformat()
     return encode(
         {
             "type": "ad_spend",
-            "event_id": f"spend-{number}",
-            "occurred_at": f"{day}T12:00:00Z",
+            "event_id": f"spend-{number:06d}-".ljust(128, "x"),
+            "occurred_at": at.isoformat().replace("+00:00", "Z"),
             "schema_version": 1,
             "channel": CHANNEL,
             "amount": f"{number + 1}.25",
@@ -42,14 +45,13 @@ def spend(number: int) -> bytes:
 async def test_a_record_over_the_message_limit_stops_the_worker_until_the_limit_is_raised(
     stack: StackEndpoints, tmp_path: Path
 ) -> None:
-    days = 300  # about 30 KB of record for the channel, more than the smallest limit
-    expected = sum(number + 1.25 for number in range(days))
-    lateness = {"LTVCAC_ALLOWED_LATENESS_SECONDS": str(days * 86_400)}
+    expected = sum(number + 1.25 for number in range(SPEND_EVENTS))
+    lateness = {"LTVCAC_ALLOWED_LATENESS_SECONDS": str(365 * 86_400)}
     small = {**lateness, "LTVCAC_MAX_MESSAGE_BYTES": str(SMALLEST_LIMIT)}
     deployment = Deployment(stack, tmp_path / "small", extra_env=small)
     await asyncio.to_thread(deployment.worker.start)
     try:
-        await deployment.publish([("ad-spend", CHANNEL, spend(n)) for n in range(days)])
+        await deployment.publish([("ad-spend", CHANNEL, spend(n)) for n in range(SPEND_EVENTS)])
         await wait_until(
             lambda: not deployment.worker.running,
             what="the worker to stop at the record it cannot store",

@@ -283,14 +283,15 @@ async def test_what_a_batch_caused_leaves_only_once_the_broker_has_its_records()
 
 async def test_deltas_are_split_below_a_quarter_of_a_smaller_message_limit() -> None:
     runtime = FakeRuntime()
-    runtime.settings.max_message_bytes = 16_384
+    runtime.settings.max_message_bytes = 524_288  # the smallest the setting allows
     topic = FakeTopic()
     runtime.topics = {"channel-deltas": topic}  # type: ignore[attr-defined]
-    deltas = [spend_delta("search", offset, offset) for offset in range(1_000)]
+    deltas = [spend_delta("search", offset, offset) for offset in range(5_000)]
 
     await send_deltas(runtime, deltas)  # type: ignore[arg-type]
 
-    assert all(len(value) <= 4_096 + len('{"deltas":[]}') for _, value in topic.sent)
+    assert len(topic.sent) > 1
+    assert all(len(value) <= 131_072 + len('{"deltas":[]}') for _, value in topic.sent)
     received = [item for _, value in topic.sent for item in json.loads(value)["deltas"]]
     assert [ChannelDelta.from_json(item) for item in received] == deltas
 
