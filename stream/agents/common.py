@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
@@ -119,9 +118,6 @@ def register_agent(
                 keep_uncommitted(events)
                 await runtime.app.crash(error)
                 return
-            except asyncio.CancelledError:
-                keep_uncommitted(events)  # a stopping worker cut the batch short
-                raise
             note_completed(runtime.completed, events)
 
 

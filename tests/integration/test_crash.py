@@ -101,6 +101,40 @@ async def test_random_sigkills_change_no_number(
         await asyncio.to_thread(deployment.cleanup)
 
 
+async def stop_at_random_moments(deployment: Deployment, rng: random.Random, total: int) -> None:
+    """SIGTERM the worker ``KILLS`` times, each after a random share of the ``total``
+    source events handled since its last start."""
+    for stop in range(KILLS):
+        threshold = rng.randint(total // 12, total // 6)
+        await wait_until(
+            lambda: deployment.sources_handled() >= threshold,  # noqa: B023
+            timeout=300,
+            what=f"{threshold} source events handled before stop {stop + 1}",
+        )
+        await asyncio.to_thread(deployment.worker.stop)
+        await asyncio.to_thread(deployment.worker.start, 120)
+
+
+async def test_random_clean_stops_change_no_number(stack: StackEndpoints, tmp_path: Path) -> None:
+    """A clean stop (SIGTERM) while a backlog is read: Faust waits for the batch in hand
+    before its last commit, and the restart reads on from there."""
+    seed, events = 3, 30_000
+    rng = random.Random(seed)
+    history = list(itertools.islice(busy_shop(seed), events))
+    messages = with_duplicates(history, rng)
+    truth = ground_truth(event for _, _, event in history)
+    expected = expected_gauges(truth, SPAN_DAYS * DAY)
+
+    deployment = Deployment(stack, tmp_path, extra_env=LATENESS)
+    await asyncio.to_thread(deployment.worker.start)
+    try:
+        await deployment.publish([(topic, key, encode(event)) for topic, key, event in messages])
+        await stop_at_random_moments(deployment, rng, len(messages))
+        await wait_for_truth(deployment, expected, truth, timeout=600)
+    finally:
+        await asyncio.to_thread(deployment.cleanup)
+
+
 SPEND_CHANNEL = "search"
 SPEND_EVENTS = 4_000
 SPEND_EVERY = dt.timedelta(minutes=20)  # 4,000 of them span 55 days

@@ -23,7 +23,6 @@ from stream.agents.common import (
     handle_batch,
     handle_safely,
     publish,
-    register_agent,
     send_deltas,
 )
 from stream.app import create_runtime
@@ -366,58 +365,3 @@ def test_a_batch_window_outside_0_to_1_second_is_refused(
     monkeypatch.setenv("LTVCAC_BATCH_WINDOW_SECONDS", window)
     with pytest.raises(ValidationError, match="batch_window_seconds"):
         Settings()
-
-
-class OneBatch:
-    """Stands in for an agent's stream: yields one batch of ``events``, then ends."""
-
-    def __init__(self, events: list[Any]) -> None:
-        self.events = events
-
-    async def take_events(self, max_events: int, within: float) -> Any:
-        yield self.events
-
-
-class SourceEvent:
-    """What the agent reads of a Faust event: its message (and a weak reference)."""
-
-    def __init__(self, offset: int) -> None:
-        fields = {"topic": "t.ad-spend", "partition": 0, "offset": offset, "acked": False}
-        self.message = SimpleNamespace(**fields)
-
-
-async def test_a_batch_cut_short_by_a_stopping_worker_is_kept_from_the_commit() -> None:
-    """Faust acknowledges a batch's events however the batch ended; one cancelled midway
-    must be read again, so its messages are marked acknowledged, which Faust's consumer
-    then never counts (``keep_uncommitted``)."""
-    runtime = create_runtime(Settings(), {})
-    entered = asyncio.Event()
-
-    async def blocks(_runtime: Any, _message: Any, _batch: Records[Any]) -> None:
-        entered.set()
-        await asyncio.Event().wait()  # a write the broker never acknowledges
-
-    register_agent(runtime, "channels-in", "blocking", blocks, lambda: counters(FakeTable({})))
-    events = [SourceEvent(offset) for offset in (5, 6)]
-    task = asyncio.ensure_future(runtime.app.agents["blocking"].fun(OneBatch(events)))
-    await asyncio.wait_for(entered.wait(), timeout=10)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-
-    assert [event.message.acked for event in events] == [True, True]
-    assert runtime.completed == {}
-
-
-async def test_a_completed_batch_is_left_for_faust_to_acknowledge() -> None:
-    runtime = create_runtime(Settings(), {})
-
-    async def handled(_runtime: Any, _message: Any, _batch: Records[Any]) -> None:
-        return None
-
-    register_agent(runtime, "channels-in", "handling", handled, lambda: counters(FakeTable({})))
-    events = [SourceEvent(offset) for offset in (5, 6)]
-    await runtime.app.agents["handling"].fun(OneBatch(events))
-
-    assert [event.message.acked for event in events] == [False, False]
-    assert runtime.completed == {"t.ad-spend:0": 6}
