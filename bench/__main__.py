@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 from bench import latency, scaling, state
 from bench import report as reporting
@@ -264,7 +264,7 @@ def _throughput(
     for number in range(1, args.rounds + 1):
         log.info("throughput round %d of %d", number, args.rounds)
         rounds.append(_round(published, endpoints, args, workdir))
-    raw, bare, pipeline = (median([r[stage] for r in rounds]) for stage in range(3))
+    raw, bare, pipeline = (median([r[i] for r in rounds], rate) for i in range(3))
     for stage in (raw, bare, pipeline):
         _record(report, stage)
     drain = next(r[3] for r in rounds if r[2] is pipeline)
@@ -276,6 +276,11 @@ def _throughput(
 
 # One throughput round: the raw consumer, the bare agent, the worker and its drain.
 Round = tuple[StageResult, StageResult, StageResult, dict[str, Any]]
+T = TypeVar("T")
+
+
+def rate(stage: StageResult) -> float:
+    return stage.rate
 
 
 def _round(
@@ -309,9 +314,9 @@ def _round(
     return raw, bare, pipeline, drain
 
 
-def median(stages: list[StageResult]) -> StageResult:
-    """The stage of the median rate (of an even number, the lower of the middle two)."""
-    return sorted(stages, key=lambda stage: stage.rate)[(len(stages) - 1) // 2]
+def median(items: list[T], key: Callable[[T], float]) -> T:
+    """The item of the median key (of an even number, the lower of the middle two)."""
+    return sorted(items, key=key)[(len(items) - 1) // 2]
 
 
 def _rounds_section(rounds: list[Round]) -> Section:
@@ -321,15 +326,14 @@ def _rounds_section(rounds: list[Round]) -> Section:
         [str(number), *(f"{stage.rate:,.0f}" for stage in stages), f"{ratio:.2f}x"]
         for number, ((*stages, _), ratio) in enumerate(zip(rounds, ratios, strict=True), 1)
     ]
-    ordered = sorted(ratios)
     return Section(
         title="Throughput by round",
         columns=["round", "raw aiokafka", "bare Faust agent", "ltvcac worker", "vs bare Faust"],
         rows=rows,
         notes=[
             f"the table above shows each stage's median round; the worker's ratio to the"
-            f" bare agent of the same round is {ordered[(len(ordered) - 1) // 2]:.2f}x at the"
-            f" median, {ordered[0]:.2f}x to {ordered[-1]:.2f}x over {len(rounds)} rounds",
+            f" bare agent of the same round is {median(ratios, float):.2f}x at the"
+            f" median, {min(ratios):.2f}x to {max(ratios):.2f}x over {len(rounds)} rounds",
         ],
         data={
             "events_per_second": [

@@ -111,6 +111,14 @@ class Deployment:
     def gauges(self, name: str) -> dict[frozenset[tuple[str, str]], float]:
         return {labels: v for (n, labels), v in self.worker.samples().items() if n == name}
 
+    def lifetime_spend(self) -> dict[str, float]:
+        """``ltvcac_spend`` over the lifetime window, by channel."""
+        return {
+            dict(labels)["channel"]: value
+            for labels, value in self.gauges("ltvcac_spend").items()
+            if dict(labels)["window"] == "lifetime"
+        }
+
     def cleanup(self) -> None:
         self.worker.stop()
         keys = list(self.redis.scan_iter(match=self.redis_prefix + "*"))

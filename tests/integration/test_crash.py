@@ -62,11 +62,13 @@ def with_duplicates(events: list[Message], rng: random.Random) -> list[Message]:
     return result + [retry for _, retry in retries]
 
 
-async def kill_at_random_moments(deployment: Deployment, rng: random.Random, total: int) -> int:
-    """SIGKILL the worker ``KILLS`` times, each after a random share of the ``total``
-    source events handled since its last start (one of them right after a start, during
-    table recovery)."""
-    recovery_kill = rng.randrange(KILLS)
+async def kill_at_random_moments(
+    deployment: Deployment, rng: random.Random, total: int, clean: bool = False
+) -> None:
+    """SIGKILL the worker ``KILLS`` times (SIGTERM, a clean stop, with ``clean``), each
+    after a random share of the ``total`` source events handled since its last start;
+    one SIGKILL comes right after a start, during table recovery."""
+    recovery_kill = -1 if clean else rng.randrange(KILLS)
     for kill in range(KILLS):
         if kill != recovery_kill:
             threshold = rng.randint(total // 12, total // 6)
@@ -75,15 +77,15 @@ async def kill_at_random_moments(deployment: Deployment, rng: random.Random, tot
                 timeout=300,
                 what=f"{threshold} source events handled before kill {kill + 1}",
             )
-        await asyncio.to_thread(deployment.worker.kill)
+        await asyncio.to_thread(deployment.worker.stop if clean else deployment.worker.kill)
         await asyncio.to_thread(deployment.worker.start, 120)
-    return KILLS
 
 
-@pytest.mark.parametrize(("seed", "events"), RUNS)
-async def test_random_sigkills_change_no_number(
-    stack: StackEndpoints, tmp_path: Path, seed: int, events: int
+async def interrupted_history_gives_the_truth(
+    stack: StackEndpoints, tmp_path: Path, seed: int, events: int, clean: bool
 ) -> None:
+    """A busy shop's history with duplicates, read while the worker is killed (or
+    stopped) at random moments: every gauge and customer must equal the ground truth."""
     rng = random.Random(seed)
     history = list(itertools.islice(busy_shop(seed), events))
     messages = with_duplicates(history, rng)
@@ -95,44 +97,23 @@ async def test_random_sigkills_change_no_number(
     await asyncio.to_thread(deployment.worker.start)
     try:
         await deployment.publish([(topic, key, encode(event)) for topic, key, event in messages])
-        await kill_at_random_moments(deployment, rng, len(messages))
+        await kill_at_random_moments(deployment, rng, len(messages), clean)
         await wait_for_truth(deployment, expected, truth, timeout=600)
     finally:
         await asyncio.to_thread(deployment.cleanup)
 
 
-async def stop_at_random_moments(deployment: Deployment, rng: random.Random, total: int) -> None:
-    """SIGTERM the worker ``KILLS`` times, each after a random share of the ``total``
-    source events handled since its last start."""
-    for stop in range(KILLS):
-        threshold = rng.randint(total // 12, total // 6)
-        await wait_until(
-            lambda: deployment.sources_handled() >= threshold,  # noqa: B023
-            timeout=300,
-            what=f"{threshold} source events handled before stop {stop + 1}",
-        )
-        await asyncio.to_thread(deployment.worker.stop)
-        await asyncio.to_thread(deployment.worker.start, 120)
+@pytest.mark.parametrize(("seed", "events"), RUNS)
+async def test_random_sigkills_change_no_number(
+    stack: StackEndpoints, tmp_path: Path, seed: int, events: int
+) -> None:
+    await interrupted_history_gives_the_truth(stack, tmp_path, seed, events, clean=False)
 
 
 async def test_random_clean_stops_change_no_number(stack: StackEndpoints, tmp_path: Path) -> None:
     """A clean stop (SIGTERM) while a backlog is read: Faust waits for the batch in hand
     before its last commit, and the restart reads on from there."""
-    seed, events = 3, 30_000
-    rng = random.Random(seed)
-    history = list(itertools.islice(busy_shop(seed), events))
-    messages = with_duplicates(history, rng)
-    truth = ground_truth(event for _, _, event in history)
-    expected = expected_gauges(truth, SPAN_DAYS * DAY)
-
-    deployment = Deployment(stack, tmp_path, extra_env=LATENESS)
-    await asyncio.to_thread(deployment.worker.start)
-    try:
-        await deployment.publish([(topic, key, encode(event)) for topic, key, event in messages])
-        await stop_at_random_moments(deployment, rng, len(messages))
-        await wait_for_truth(deployment, expected, truth, timeout=600)
-    finally:
-        await asyncio.to_thread(deployment.cleanup)
+    await interrupted_history_gives_the_truth(stack, tmp_path, 3, 30_000, clean=True)
 
 
 SPEND_CHANNEL = "search"
@@ -182,21 +163,14 @@ async def test_sigkills_count_spend_once_after_its_id_is_forgotten(
         await deployment.publish([(topic, key, encode(event)) for topic, key, event in messages])
         await kill_at_random_moments(deployment, rng, len(messages))
 
-        def spend() -> dict[str, float]:
-            return {
-                dict(labels)["channel"]: value
-                for labels, value in deployment.gauges("ltvcac_spend").items()
-                if dict(labels)["window"] == "lifetime"
-            }
-
         expected = {channel: total for channel in (SPEND_CHANNEL, "all", "paid")}
         await wait_until(
             lambda: (
                 deployment.sources_handled() >= len(messages)
-                and spend() == pytest.approx(expected, rel=1e-12)
+                and deployment.lifetime_spend() == pytest.approx(expected, rel=1e-12)
             ),
             what=f"lifetime spend of {total:.2f} in {sorted(expected)}",
-            found=lambda: str(spend()),
+            found=lambda: str(deployment.lifetime_spend()),
         )
         reasons = {  # of the last start only, as every counter
             dict(labels)["reason"]

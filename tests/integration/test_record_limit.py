@@ -67,18 +67,11 @@ async def test_a_record_over_the_message_limit_stops_the_worker_until_the_limit_
         )
         await asyncio.to_thread(deployment.worker.start)
 
-        def lifetime_spend() -> dict[str, float]:
-            return {
-                dict(labels)["channel"]: value
-                for labels, value in deployment.gauges("ltvcac_spend").items()
-                if dict(labels)["window"] == "lifetime"
-            }
-
         totals = {channel: expected for channel in (CHANNEL, "all", "paid")}
         await wait_until(
-            lambda: lifetime_spend() == pytest.approx(totals, rel=1e-12),
+            lambda: deployment.lifetime_spend() == pytest.approx(totals, rel=1e-12),
             what=f"lifetime spend of {expected:.2f} in {sorted(totals)}",
-            found=lambda: str(lifetime_spend()),
+            found=lambda: str(deployment.lifetime_spend()),
         )
         dead_letters = deployment.gauges("ltvcac_dead_letters_total")
         assert not any(dead_letters.values())
